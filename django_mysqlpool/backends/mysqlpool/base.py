@@ -1,0 +1,64 @@
+"""Django's MySQL backend, with connect() and close() routed through a pool."""
+
+from django.db.backends.mysql.base import Database
+from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
+from django.utils.asyncio import async_unsafe
+
+from django_mysqlpool import pools
+from django_mysqlpool.checkout import PooledConnection
+
+from .creation import DatabaseCreation
+
+
+def _open_physical_connection(conn_params):
+    # The stock get_new_connection() uses no instance state, so calling it
+    # unbound keeps Django's own connect-time fixes without copying them,
+    # and the pool does not keep any wrapper (or its thread's data) alive.
+    return MySQLDatabaseWrapper.get_new_connection(None, conn_params)
+
+
+class DatabaseWrapper(MySQLDatabaseWrapper):
+    creation_class = DatabaseCreation
+
+    def get_connection_params(self):
+        params = super().get_connection_params()
+        # Pool arguments are ours; the driver must never see them.
+        params.pop("pool", None)
+        return params
+
+    @async_unsafe
+    def get_new_connection(self, conn_params):
+        return pools.checkout(
+            self.alias,
+            conn_params,
+            self.settings_dict["OPTIONS"].get("pool"),
+            _open_physical_connection,
+            Database.OperationalError,
+        )
+
+    def _close(self):
+        connection = self.connection
+        if (
+            self.errors_occurred
+            and isinstance(connection, PooledConnection)
+            and not connection.given_back
+            and not self.is_usable()
+        ):
+            # A connection-level error (lost connection, server gone) must
+            # not be handed to the next user.
+            connection.discard()
+            return
+        return super()._close()
+
+    @property
+    def pool(self):
+        """The pool this alias checks connections out of (None before first use)."""
+        return pools.pool_for(
+            self.alias, self.get_connection_params(), self.settings_dict["OPTIONS"].get("pool")
+        )
+
+    def close_pool(self):
+        """Dispose this alias's pool, as Django's PostgreSQL backend offers (Celery calls it)."""
+        managed = self.pool
+        if managed is not None:
+            pools.dispose_pool(managed)

@@ -1,0 +1,148 @@
+"""Reads and validates MYSQLPOOL_BACKEND, MYSQLPOOL_ARGUMENTS and OPTIONS["pool"]."""
+
+from __future__ import annotations
+
+import inspect
+import numbers
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+from sqlalchemy import pool as sqlalchemy_pool
+
+DEFAULT_BACKEND = "QueuePool"
+BUILTIN_BACKENDS = ("QueuePool", "NullPool", "SingletonThreadPool", "StaticPool", "AssertionPool")
+
+# Keys people carry over from SQLAlchemy 1.x or from create_engine(): each
+# gets a sentence saying what to do instead of a bare TypeError.
+REMOVED_ARGUMENTS = {
+    "use_threadlocal": (
+        "was removed in SQLAlchemy 2.0; Django already gives each thread its "
+        "own connection, so delete it"
+    ),
+    "sa_pool_key": (
+        "belonged to pool.manage(), removed in SQLAlchemy 2.0; pools are now "
+        "keyed by the connection parameters, so delete it"
+    ),
+    "poolclass": "is not an argument here; name the class in MYSQLPOOL_BACKEND instead",
+    "listeners": (
+        "(PoolListener) was removed in SQLAlchemy 2.0; pass 'events' as a list "
+        "of (function, event name) pairs instead"
+    ),
+    "creator": "is supplied by django_mysqlpool from DATABASES; delete it",
+    "dialect": "is supplied by django_mysqlpool; delete it",
+}
+ENGINE_STYLE_NAMES = {
+    "pool_size": None,  # valid as is for QueuePool
+    "pool_timeout": "timeout",
+    "pool_recycle": "recycle",
+    "pool_pre_ping": "pre_ping",
+    "pool_use_lifo": "use_lifo",
+    "pool_reset_on_return": "reset_on_return",
+    "pool_logging_name": "logging_name",
+}
+NUMERIC_ARGUMENTS = ("pool_size", "max_overflow", "timeout", "recycle")
+ROLLBACK_RESETS = (True, "rollback")
+
+
+def pool_class() -> type[sqlalchemy_pool.Pool]:
+    """The SQLAlchemy pool class named by MYSQLPOOL_BACKEND."""
+    name = getattr(settings, "MYSQLPOOL_BACKEND", DEFAULT_BACKEND)
+    return _resolve_pool_class(name)
+
+
+def _resolve_pool_class(name: Any) -> type[sqlalchemy_pool.Pool]:
+    accepted = ", ".join(BUILTIN_BACKENDS)
+    if not isinstance(name, str) or not name:
+        raise ImproperlyConfigured(
+            f"MYSQLPOOL_BACKEND must be a pool class name ({accepted}) or a "
+            f"dotted path to a sqlalchemy.pool.Pool subclass, not {name!r}."
+        )
+    if "." not in name:
+        if name not in BUILTIN_BACKENDS:
+            raise ImproperlyConfigured(
+                f"MYSQLPOOL_BACKEND {name!r} is not a pool class of sqlalchemy.pool; "
+                f"use one of {accepted}, or a dotted path to a Pool subclass."
+            )
+        return getattr(sqlalchemy_pool, name)
+    try:
+        found = import_string(name)
+    except ImportError as error:
+        raise ImproperlyConfigured(
+            f"MYSQLPOOL_BACKEND {name!r} cannot be imported ({error}); use one of "
+            f"{accepted}, or a dotted path to a Pool subclass."
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, sqlalchemy_pool.Pool)):
+        raise ImproperlyConfigured(
+            f"MYSQLPOOL_BACKEND {name!r} is not a subclass of sqlalchemy.pool.Pool."
+        )
+    return found
+
+
+def pool_arguments(alias: str, per_alias: Any = None) -> dict[str, Any]:
+    """MYSQLPOOL_ARGUMENTS with DATABASES[alias]["OPTIONS"]["pool"] merged over it."""
+    merged: dict[str, Any] = {}
+    base = getattr(settings, "MYSQLPOOL_ARGUMENTS", None) or {}
+    for setting, value in (
+        ("MYSQLPOOL_ARGUMENTS", base),
+        (f"DATABASES[{alias!r}]['OPTIONS']['pool']", per_alias or {}),
+    ):
+        if not isinstance(value, dict):
+            raise ImproperlyConfigured(
+                f"{setting} must be a dict of pool arguments, not {value!r}."
+            )
+        merged.update(value)
+    return merged
+
+
+def validate(pool_cls: type[sqlalchemy_pool.Pool], arguments: dict[str, Any], alias: str) -> None:
+    """Raise ImproperlyConfigured for any argument pool_cls would refuse or misuse."""
+    accepted = accepted_arguments(pool_cls)
+    where = f"MYSQLPOOL_ARGUMENTS (or DATABASES[{alias!r}]['OPTIONS']['pool'])"
+    for name, value in arguments.items():
+        if name in REMOVED_ARGUMENTS:
+            raise ImproperlyConfigured(f"{where}: {name!r} {REMOVED_ARGUMENTS[name]}.")
+        if name not in accepted:
+            hint = ""
+            renamed = ENGINE_STYLE_NAMES.get(name)
+            if renamed:
+                hint = f" ({name!r} is create_engine()'s name; the pool calls it {renamed!r})"
+            raise ImproperlyConfigured(
+                f"{where}: {name!r} is not an argument of {pool_cls.__name__}{hint}; "
+                f"accepted: {', '.join(sorted(accepted))}."
+            )
+        if name in NUMERIC_ARGUMENTS and (
+            isinstance(value, bool) or not isinstance(value, numbers.Real)
+        ):
+            raise ImproperlyConfigured(f"{where}: {name!r} must be a number, not {value!r}.")
+        if name == "reset_on_return" and value not in ROLLBACK_RESETS:
+            raise ImproperlyConfigured(
+                f"{where}: reset_on_return={value!r} would hand an open transaction "
+                "to the next user; the pool always rolls back on give-back, so "
+                "delete the argument."
+            )
+    if arguments.get("pool_size", 1) < 0:
+        raise ImproperlyConfigured(f"{where}: 'pool_size' must be 0 or more.")
+    if arguments.get("timeout", 1) < 0:
+        raise ImproperlyConfigured(f"{where}: 'timeout' must be 0 or more seconds.")
+
+
+def accepted_arguments(pool_cls: type[sqlalchemy_pool.Pool]) -> set[str]:
+    """Keyword arguments pool_cls takes, walking **kw up to Pool.__init__."""
+    names: set[str] = set()
+    for cls in pool_cls.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        parameters = inspect.signature(init).parameters.values()
+        names.update(
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        )
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+        if cls is sqlalchemy_pool.Pool:
+            break
+    return {name for name in names if not name.startswith("_")} - {"creator", "dialect"}

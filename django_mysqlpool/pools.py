@@ -1,0 +1,231 @@
+"""The process-wide pool registry: one SQLAlchemy pool per set of connection parameters."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+from django.db.utils import OperationalError
+from sqlalchemy import exc as sqlalchemy_exc
+from sqlalchemy.pool import Pool
+from sqlalchemy.pool.base import _ConnDialect
+
+from . import conf
+from .checkout import PooledConnection
+from .errors import PoolTimeout
+
+logger = logging.getLogger("django_mysqlpool")
+
+
+class _DriverDialect(_ConnDialect):
+    """What SQLAlchemy's pool needs to know of the driver, without an Engine.
+
+    A bare pool raises NotImplementedError for pre_ping=True; this gives it
+    the driver's own ping().
+    """
+
+    def _do_ping_w_event(self, dbapi_connection: Any) -> bool:
+        try:
+            dbapi_connection.ping()
+        except dbapi_connection.Error:
+            return False
+        return True
+
+
+_DIALECT = _DriverDialect()
+
+
+class ManagedPool:
+    """A SQLAlchemy pool and what the registry knows of it.
+
+    Its repr and description name the alias, server and database, never the
+    password or the registry key.
+    """
+
+    def __init__(self, pool: Pool, alias: str, conn_params: dict[str, Any]) -> None:
+        self.pool = pool
+        self.alias = alias
+        self.database = conn_params.get("database") or conn_params.get("db")
+        self.user = conn_params.get("user")
+        self.server = conn_params.get("unix_socket") or "{}:{}".format(
+            conn_params.get("host", "localhost"), conn_params.get("port", 3306)
+        )
+        self.disposed = False
+
+    def dispose(self) -> None:
+        """Close idle connections now; checked-out ones close when given back."""
+        self.disposed = True
+        self.pool.dispose()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ManagedPool {type(self.pool).__name__} for alias {self.alias!r}: "
+            f"{self.user}@{self.server}/{self.database}>"
+        )
+
+
+_pools: dict[tuple, ManagedPool] = {}
+_pools_lock = threading.Lock()
+
+
+def checkout(
+    alias: str,
+    conn_params: dict[str, Any],
+    per_alias_arguments: Any,
+    connect: Callable[[dict[str, Any]], Any],
+    connect_error: type[Exception],
+) -> PooledConnection:
+    """A connection from the pool for these parameters, creating the pool if needed.
+
+    connect(conn_params) opens a new physical connection when the pool has
+    none to give; connect_error is the driver's OperationalError, which it
+    raises when the server cannot be reached or refuses the login.
+    """
+    managed = _pool_for(alias, conn_params, per_alias_arguments, connect)
+    try:
+        fairy = managed.pool.connect()
+    except sqlalchemy_exc.TimeoutError:
+        raise PoolTimeout(_exhausted_message(alias, managed.pool)) from None
+    except connect_error as error:
+        raise OperationalError(*_connect_failure_args(alias, managed, error.args)) from error
+    return PooledConnection(fairy, managed)
+
+
+def pool_for(alias: str, conn_params: dict[str, Any], per_alias_arguments: Any) -> ManagedPool | None:
+    """The registered pool for these parameters, if one exists yet."""
+    pool_cls, arguments = _configuration(alias, per_alias_arguments)
+    return _pools.get(_registry_key(conn_params, pool_cls, arguments))
+
+
+def _pool_for(alias, conn_params, per_alias_arguments, connect) -> ManagedPool:
+    pool_cls, arguments = _configuration(alias, per_alias_arguments)
+    key = _registry_key(conn_params, pool_cls, arguments)
+    managed = _pools.get(key)
+    if managed is not None:
+        return managed
+    with _pools_lock:
+        # Two threads may both miss above; the lock makes the second one
+        # find the first one's pool instead of creating a rival.
+        managed = _pools.get(key)
+        if managed is None:
+            params = dict(conn_params)
+            pool = _create_pool(alias, pool_cls, arguments, lambda: connect(params))
+            managed = _pools[key] = ManagedPool(pool, alias, conn_params)
+            logger.debug("created %r", managed)
+    return managed
+
+
+_validated: set[tuple] = set()
+
+
+def _configuration(alias: str, per_alias_arguments: Any) -> tuple[type[Pool], dict[str, Any]]:
+    pool_cls = conf.pool_class()
+    arguments = conf.pool_arguments(alias, per_alias_arguments)
+    token = (pool_cls, _freeze(arguments))
+    if token not in _validated:
+        conf.validate(pool_cls, arguments, alias)
+        _validated.add(token)
+    return pool_cls, arguments
+
+
+def _create_pool(alias, pool_cls, arguments, creator) -> Pool:
+    arguments = {**arguments, "reset_on_return": "rollback"}
+    try:
+        return pool_cls(creator, dialect=_DIALECT, **arguments)
+    except (TypeError, ValueError) as error:
+        raise ImproperlyConfigured(
+            f"{pool_cls.__name__} refused the arguments from MYSQLPOOL_ARGUMENTS "
+            f"(or DATABASES[{alias!r}]['OPTIONS']['pool']): {error}."
+        ) from None
+
+
+def _registry_key(conn_params: dict[str, Any], pool_cls: type, arguments: dict[str, Any]) -> tuple:
+    # Every connection parameter is part of the key: the test runner renames
+    # databases in place, and two users must never share a socket.
+    return (_freeze(conn_params), pool_cls, _freeze(arguments))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        # The conversions dict Django passes is large and always the same
+        # object: its identity is key enough.
+        return tuple(
+            sorted(
+                ((str(k), id(v) if k == "conv" else _freeze(v)) for k, v in value.items()),
+                key=lambda item: item[0],
+            )
+        )
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_freeze(v) for v in value)
+    return value
+
+
+def _exhausted_message(alias: str, pool: Pool) -> str:
+    size = pool.size() if hasattr(pool, "size") else "?"
+    overflow = getattr(pool, "_max_overflow", "?")
+    timeout = getattr(pool, "_timeout", 0.0)
+    in_use = pool.checkedout() if hasattr(pool, "checkedout") else "?"
+    return (
+        f"database alias {alias!r}: no connection free after {timeout:.2f} s "
+        f"({in_use} in use; pool_size={size}, max_overflow={overflow}); raise "
+        "pool_size, max_overflow or timeout in MYSQLPOOL_ARGUMENTS, or give "
+        "connections back sooner with connection.close() or @auto_close_db."
+    )
+
+
+def _connect_failure_args(alias: str, managed: ManagedPool, driver_args: Any) -> tuple:
+    # Keep the driver's error number first, as Django's wrapped errors do,
+    # so code testing e.args[0] == 2003 keeps working.
+    if len(driver_args) >= 2:
+        errno, text = driver_args[0], driver_args[1]
+    else:
+        errno, text = 0, " ".join(str(arg) for arg in driver_args)
+    message = (
+        f"database alias {alias!r} cannot connect to {managed.server} as "
+        f"{managed.user!r} (database {managed.database!r}): {text}"
+    )
+    return (errno, message)
+
+
+def dispose_pools(database: str | None = None) -> int:
+    """Dispose the pools of this process (only those of one database if given)."""
+    with _pools_lock:
+        doomed = [
+            key for key, managed in _pools.items()
+            if database is None or managed.database == database
+        ]
+        disposed = [_pools.pop(key) for key in doomed]
+    for managed in disposed:
+        managed.dispose()
+        logger.debug("disposed %r", managed)
+    return len(disposed)
+
+
+def dispose_pool(managed: ManagedPool) -> None:
+    """Dispose one pool and take it out of the registry."""
+    with _pools_lock:
+        for key, registered in list(_pools.items()):
+            if registered is managed:
+                del _pools[key]
+    managed.dispose()
+    logger.debug("disposed %r", managed)
+
+
+def close_pool() -> None:
+    """Close every pool of the process; call it before os.fork().
+
+    The calling thread's pooled Django connections are given back first, so
+    a forked child cannot inherit one in use. Idle connections close now;
+    connections other threads hold close when they are given back. Safe to
+    call twice; the next query opens a fresh connection.
+    """
+    for wrapper in connections.all(initialized_only=True):
+        if isinstance(wrapper.connection, PooledConnection):
+            wrapper.close()
+    dispose_pools()

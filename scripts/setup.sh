@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Makes this checkout ready to run: Debian's build headers for mysqlclient
+# and (unless MYSQL_HOST names a server) MariaDB's server binaries, then a
+# virtual environment in .venv with the package and its test tools.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+pkg-config --exists libmariadb 2>/dev/null || missing+=(libmariadb-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+if [ -z "${MYSQL_HOST:-}" ]; then
+  # The private test server needs mariadbd and mariadb-install-db; the
+  # test runner's database cloning needs mariadb-dump; time-zone tables
+  # need tzdata.
+  [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
+  command -v mariadb-dump >/dev/null || missing+=(mariadb-client)
+  [ -d /usr/share/zoneinfo/Europe ] || missing+=(tzdata)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+if ! .venv/bin/python -c "import django_mysqlpool, MySQLdb, sqlalchemy, pytest, xdist, pytest_timeout, mirakuru" 2>/dev/null; then
+  echo "setup: installing Python packages into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[test]"
+fi

@@ -1,0 +1,32 @@
+from setuptools import find_packages, setup
+
+with open("README.rst", encoding="utf-8") as readme:
+    long_description = readme.read()
+
+setup(
+    name="django-mysqlpool",
+    version="0.1.0.dev0",
+    description="A connection pool for Django on MySQL and MariaDB, built on SQLAlchemy's pools.",
+    long_description=long_description,
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    packages=find_packages(include=["django_mysqlpool", "django_mysqlpool.*"]),
+    package_data={"django_mysqlpool": ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "Django>=5.2,<6.2",
+        "SQLAlchemy>=2.0,<2.2",
+        "mysqlclient>=2.2",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "mirakuru>=2.5"],
+    },
+    classifiers=[
+        "Framework :: Django",
+        "Framework :: Django :: 5.2",
+        "Framework :: Django :: 6.0",
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Database",
+    ],
+)

@@ -1,0 +1,66 @@
+"""Starts (or finds) the server, creates this worker's databases, isolates tests."""
+
+import os
+
+import pytest
+
+from tests.server import PrivateServer, ServerAddress
+
+_private_server = None
+
+
+def _is_xdist_controller(config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_configure(config):
+    global _private_server
+    if _is_xdist_controller(config):
+        return  # the workers start what they need
+    address = ServerAddress.from_environment()
+    if address is None:
+        # Each xdist worker gets a server of its own: connection counts seen
+        # by one worker's tests are never disturbed by the other's.
+        _private_server = PrivateServer().start()
+        address = _private_server.address
+        os.environ.update(address.environment())
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    os.environ["MYSQLPOOL_TEST_DATABASE"] = f"mysqlpool_test_{worker}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    _create_databases(address, os.environ["MYSQLPOOL_TEST_DATABASE"])
+
+    import django
+
+    django.setup()
+
+
+def _create_databases(address, name):
+    admin = address.connect()
+    try:
+        cursor = admin.cursor()
+        for database in (name, name + "_b"):
+            cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
+            cursor.execute(f"CREATE DATABASE `{database}`")
+        cursor.execute("DROP USER IF EXISTS 'mysqlpool_other'@'%'")
+        cursor.execute("CREATE USER 'mysqlpool_other'@'%' IDENTIFIED BY 'other-secret-pw'")
+        cursor.execute(f"GRANT ALL ON `{name}`.* TO 'mysqlpool_other'@'%'")
+    finally:
+        admin.close()
+
+
+def pytest_unconfigure(config):
+    if _private_server is not None:
+        _private_server.destroy()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pools():
+    """Every test starts with no pool and leaves none behind."""
+    from django.db import connections
+
+    from django_mysqlpool.pools import dispose_pools
+
+    yield
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+    dispose_pools()

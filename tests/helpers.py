@@ -1,0 +1,55 @@
+"""Server-side facts for tests: connection ids and counts seen by an admin connection."""
+
+import contextlib
+import os
+import threading
+
+from django.db import connections
+
+from tests.server import ServerAddress
+
+
+def address() -> ServerAddress:
+    return ServerAddress.from_environment()
+
+
+@contextlib.contextmanager
+def admin_connection():
+    """A plain MySQLdb connection outside every pool, for looking at the server."""
+    connection = address().connect()
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def server_connections(admin, database=None, user=None) -> list[int]:
+    """Ids of the server's client connections to this test's database (admin excluded)."""
+    cursor = admin.cursor()
+    cursor.execute(
+        "SELECT ID FROM information_schema.PROCESSLIST "
+        "WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' "
+        "AND DB = %s AND (%s IS NULL OR USER = %s)",
+        [database or test_database(), user, user],
+    )
+    return sorted(row[0] for row in cursor.fetchall())
+
+
+def test_database() -> str:
+    return os.environ["MYSQLPOOL_TEST_DATABASE"]
+
+
+def connection_id(alias="default") -> int:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return cursor.fetchone()[0]
+
+
+def run_threads(target, count, timeout=60.0):
+    """Start count threads on target, join each with a timeout, and prove they ended."""
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "threads still running"

@@ -1,0 +1,210 @@
+"""A private MariaDB server for tests, demos and benchmarks.
+
+Used when no server address is given in MYSQL_HOST: it bootstraps a data
+directory in a temporary folder, listens on a free loopback port and its own
+unix socket, and lets root in over TCP with an empty password (Debian's
+packaged server only lets root in through the unix socket).
+
+    python -m tests.server -- COMMAND ...   runs COMMAND with MYSQL_* set
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from mirakuru import TCPExecutor
+
+START_TIMEOUT = 60  # seconds: a cold first start on a busy 2-core machine
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    """Where a MySQL-compatible server listens and who to log in as."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @classmethod
+    def from_environment(cls) -> "ServerAddress | None":
+        """The server named by MYSQL_HOST and friends, or None if unset."""
+        host = os.environ.get("MYSQL_HOST")
+        if not host:
+            return None
+        return cls(
+            host=host,
+            port=int(os.environ.get("MYSQL_PORT") or 3306),
+            user=os.environ.get("MYSQL_USER") or "root",
+            password=os.environ.get("MYSQL_PASSWORD") or "",
+        )
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "MYSQL_HOST": self.host,
+            "MYSQL_PORT": str(self.port),
+            "MYSQL_USER": self.user,
+            "MYSQL_PASSWORD": self.password,
+        }
+
+    def connect(self, **kwargs):
+        """A plain MySQLdb connection, outside any pool (for admin queries)."""
+        import MySQLdb
+
+        return MySQLdb.connect(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            autocommit=True,
+            **kwargs,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if not found:
+        raise RuntimeError(
+            f"{name} not found: install Debian's mariadb-server "
+            "(scripts/setup.sh does) or set MYSQL_HOST to a running server"
+        )
+    return found
+
+
+class PrivateServer:
+    """A MariaDB server of our own: start(), stop(), kill(), start() again."""
+
+    def __init__(self, **server_options: str) -> None:
+        self.directory = tempfile.mkdtemp(prefix="mysqlpool-mariadb-")
+        self.datadir = os.path.join(self.directory, "data")
+        self.socket = os.path.join(self.directory, "mysqld.sock")
+        self.port = free_port()
+        self.server_options = server_options
+        self.address = ServerAddress("127.0.0.1", self.port, "root", "")
+        self._executor: TCPExecutor | None = None
+        self._bootstrap()
+
+    def _bootstrap(self) -> None:
+        command = [
+            _binary("mariadb-install-db"),
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        ]
+        if os.geteuid() == 0:
+            command.append("--user=root")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed:\n{result.stdout}{result.stderr}")
+
+    def _command(self) -> list[str]:
+        options = {
+            "datadir": self.datadir,
+            "socket": self.socket,
+            "port": str(self.port),
+            "bind-address": "127.0.0.1",
+            "pid-file": os.path.join(self.directory, "mysqld.pid"),
+            "log-error": os.path.join(self.directory, "error.log"),
+            "tmpdir": self.directory,
+            "max-connections": "1000",
+            "innodb-buffer-pool-size": "64M",
+            "innodb-log-file-size": "16M",
+            "innodb-flush-log-at-trx-commit": "0",
+            "character-set-server": "utf8mb4",
+            "collation-server": "utf8mb4_unicode_ci",
+        }
+        options.update(self.server_options)
+        command = [_binary("mariadbd"), "--no-defaults", "--skip-name-resolve"]
+        command += [f"--{name}={value}" for name, value in options.items()]
+        if os.geteuid() == 0:
+            command.append("--user=root")
+        return command
+
+    def start(self) -> "PrivateServer":
+        self._executor = TCPExecutor(
+            self._command(),
+            host="127.0.0.1",
+            port=self.port,
+            timeout=START_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            self._executor.start()
+        except Exception as error:
+            raise RuntimeError(f"MariaDB did not start:\n{self.error_log()}") from error
+        self._grant_root_over_tcp()
+        return self
+
+    def _grant_root_over_tcp(self) -> None:
+        import MySQLdb
+
+        # --skip-name-resolve: a TCP login from 127.0.0.1 does not match
+        # root@localhost, so give that address a root account of its own.
+        admin = MySQLdb.connect(unix_socket=self.socket, user="root", autocommit=True)
+        try:
+            cursor = admin.cursor()
+            cursor.execute("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'")
+            cursor.execute("GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
+        finally:
+            admin.close()
+
+    def stop(self) -> None:
+        if self._executor is not None and self._executor.running():
+            self._executor.stop(timeout=60)
+
+    def kill(self) -> None:
+        """Stop the server the hard way, as a crash or an OOM kill would."""
+        if self._executor is not None and self._executor.running():
+            self._executor.kill(wait=True)
+
+    def error_log(self) -> str:
+        try:
+            with open(os.path.join(self.directory, "error.log")) as log:
+                return log.read()[-4000:]
+        except OSError:
+            return "(no error log)"
+
+    def destroy(self) -> None:
+        try:
+            self.kill()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> "PrivateServer":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.destroy()
+
+
+def main(argv: list[str]) -> int:
+    """Run a command against MYSQL_HOST, or against a private server started for it."""
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    if ServerAddress.from_environment() is not None:
+        return subprocess.call(argv)
+    with PrivateServer() as server:
+        environment = {**os.environ, **server.address.environment()}
+        print(f"private MariaDB on 127.0.0.1:{server.port}", file=sys.stderr)
+        return subprocess.call(argv, env=environment)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
