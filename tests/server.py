@@ -202,7 +202,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call(argv)
     with PrivateServer() as server:
         environment = {**os.environ, **server.address.environment()}
-        print(f"private MariaDB on 127.0.0.1:{server.port}", file=sys.stderr)
+        print(f"(private MariaDB on 127.0.0.1:{server.port}, removed afterwards)\n", flush=True)
         return subprocess.call(argv, env=environment)
 
 
