@@ -208,3 +208,47 @@ def test_null_pool_opens_a_new_connection_per_cycle_and_leaves_none_open():
         while server_connections(admin) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server_connections(admin) == []
+
+
+BAD_LOGINS = [
+    ({"PASSWORD": "wrong-secret-pw"}, (1045,), ["'default'", "Access denied"]),
+    ({"NAME": "no_such_database_here"}, (1049,), ["'default'", "no_such_database_here"]),
+    ({"PORT": "__free_port__", "OPTIONS": {"connect_timeout": 2}}, (2002, 2003), ["'default'", "127.0.0.1"]),
+]
+
+
+@pytest.mark.parametrize("overrides, errnos, fragments", BAD_LOGINS, ids=["password", "database", "port"])
+def test_bad_connection_settings_give_one_line_naming_alias_and_cause(caplog, overrides, errnos, fragments):
+    from tests.server import free_port
+
+    wrapper = connections["default"]
+    saved = dict(wrapper.settings_dict)
+    overrides = {k: str(free_port()) if v == "__free_port__" else v for k, v in overrides.items()}
+    wrapper.settings_dict.update(overrides)
+    caplog.set_level("DEBUG")
+    started = time.monotonic()
+    try:
+        with pytest.raises(OperationalError) as caught:
+            connection_id()
+    finally:
+        wrapper.settings_dict.clear()
+        wrapper.settings_dict.update(saved)
+    assert time.monotonic() - started < 10
+    assert caught.value.args[0] in errnos  # the driver's number, kept first
+    message = str(caught.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+    everything = message + caplog.text + repr(list(_pools.values()))
+    assert "wrong-secret-pw" not in everything
+    assert "other-secret-pw" not in everything
+
+
+def test_debug_logs_never_show_the_password(caplog):
+    caplog.set_level("DEBUG")
+    connection_id("other_user")
+    connections["other_user"].close()
+    connection_id("other_user")
+    close_pool()
+    assert "django_mysqlpool" in caplog.text
+    assert "other-secret-pw" not in caplog.text
