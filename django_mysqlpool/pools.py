@@ -14,7 +14,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.pool import Pool
 from sqlalchemy.pool.base import _ConnDialect
 
-from . import conf
+from . import conf, forks
 from .checkout import PooledConnection
 from .errors import PoolTimeout
 
@@ -25,10 +25,29 @@ class _DriverDialect(_ConnDialect):
     """What SQLAlchemy's pool needs to know of the driver, without an Engine.
 
     A bare pool raises NotImplementedError for pre_ping=True; this gives it
-    the driver's own ping().
+    the driver's own ping(). Every call that talks to the server is refused
+    for a connection a parent process opened (see forks.py): in a forked
+    child, garbage collection may hand such a connection to the pool.
     """
 
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        if forks.owned_here(dbapi_connection):
+            dbapi_connection.rollback()
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        if forks.owned_here(dbapi_connection):
+            dbapi_connection.commit()
+
+    def do_close(self, dbapi_connection: Any) -> None:
+        if forks.owned_here(dbapi_connection):
+            forks.release(dbapi_connection)
+            dbapi_connection.close()
+
+    do_terminate = do_close
+
     def _do_ping_w_event(self, dbapi_connection: Any) -> bool:
+        if not forks.owned_here(dbapi_connection):
+            return False
         try:
             dbapi_connection.ping()
         except dbapi_connection.Error:
@@ -72,6 +91,18 @@ _pools: dict[tuple, ManagedPool] = {}
 _pools_lock = threading.Lock()
 
 
+def _forget_parent_pools() -> None:
+    global _pools_lock
+    # The parent's pools (and a lock another thread may have held at the
+    # fork) are not ours: start empty. forks.py has made their connections
+    # harmless; nothing here closes them.
+    _pools_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parent_pools)
+
+
 def checkout(
     alias: str,
     conn_params: dict[str, Any],
@@ -113,7 +144,7 @@ def _pool_for(alias, conn_params, per_alias_arguments, connect) -> ManagedPool:
         managed = _pools.get(key)
         if managed is None:
             params = dict(conn_params)
-            pool = _create_pool(alias, pool_cls, arguments, lambda: connect(params))
+            pool = _create_pool(alias, pool_cls, arguments, lambda: forks.adopt(connect(params)))
             managed = _pools[key] = ManagedPool(pool, alias, conn_params)
             logger.debug("created %r", managed)
     return managed

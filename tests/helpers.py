@@ -30,12 +30,12 @@ def server_connections(admin, database=None, user=None) -> list[int]:
         "SELECT ID FROM information_schema.PROCESSLIST "
         "WHERE ID <> CONNECTION_ID() AND COMMAND <> 'Daemon' "
         "AND DB = %s AND (%s IS NULL OR USER = %s)",
-        [database or test_database(), user, user],
+        [database or database_name(), user, user],
     )
     return sorted(row[0] for row in cursor.fetchall())
 
 
-def test_database() -> str:
+def database_name() -> str:
     return os.environ["MYSQLPOOL_TEST_DATABASE"]
 
 
