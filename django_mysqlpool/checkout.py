@@ -1,8 +1,173 @@
-"""A checked-out physical connection, and how it goes back to its pool."""
+"""A physical connection's way out of the pool and back: liveness, lifetime, session reset.
+
+This is the hot path. When nothing happened to a connection, checking it
+out costs a zero-timeout poll of its socket and giving it back costs a read
+of the server-status flags the driver already has: no round trip.
+"""
 
 from __future__ import annotations
 
+import random
+import re
+import select
+import time
 from typing import Any
+
+from . import drivers, forks
+from .conf import PoolOptions
+
+_STATE = "_django_mysqlpool_state"
+_POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+
+# Statements that leave state in the session which ROLLBACK does not clear:
+# user variables, session variables, named and table locks, temporary
+# tables, prepared statements, handlers, a changed default database, and
+# whatever a stored procedure does. Matched on the statement text before
+# parameters are bound; a false positive costs one reset round trip.
+_SESSION_CHANGING = re.compile(
+    r"(?<!@)@(?!@)"
+    r"|\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE)\b"
+    r"|(?:^|;)\s*(?:SET|LOCK|USE|CALL|XA|LOAD)\b",
+    re.IGNORECASE,
+)
+
+
+class ConnectionState:
+    """What the pool knows of one physical connection, kept on the connection."""
+
+    __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
+                 "init_command", "session_token")
+
+    def __init__(self, connection: Any, options: PoolOptions, init_command: str | None) -> None:
+        now = time.monotonic()
+        self.options = options
+        lifetime = options.max_lifetime
+        # Up to 10% less, so connections opened in one burst expire apart.
+        self.expires_at = None if lifetime is None else now + lifetime * (1 - 0.1 * random.random())
+        self.returned_at: float | None = None  # None: never given back, fresh
+        self.poller = None
+        fd = drivers.descriptor(connection)
+        if fd is not None and fd >= 0:
+            self.poller = select.poll()
+            self.poller.register(fd, _POLL_EVENTS)
+        self.control = drivers.SessionControl(connection)
+        self.dirty = False
+        self.init_command = init_command
+        # What Django's init_connection_state() last set up on this session.
+        self.session_token: Any = None
+
+
+def state_of(connection: Any) -> ConnectionState:
+    return getattr(connection, _STATE)
+
+
+def prepare(connection: Any, options: PoolOptions, init_command: str | None) -> Any:
+    """Fit a newly opened physical connection for the pool; returns it."""
+    setattr(connection, _STATE, ConnectionState(connection, options, init_command))
+    connection.cursorclass = _session_watching(connection.cursorclass)
+    return connection
+
+
+def usable_at_checkout(connection: Any, now: float) -> bool:
+    """False if this idle connection must be replaced: expired, or found dead."""
+    state = state_of(connection)
+    if state.returned_at is None:
+        return True  # just opened
+    if state.expires_at is not None and now >= state.expires_at:
+        return False
+    ping_after = state.options.ping_after_idle
+    if ping_after is not None and now - state.returned_at >= ping_after:
+        # Idle long enough for a peer to have vanished without a trace.
+        return drivers.ping(connection)
+    if state.poller is not None and state.poller.poll(0):
+        # The server closed it (KILL, restart, wait_timeout) or sent
+        # something unasked; buffered TLS records can look the same, so
+        # confirm before throwing it away.
+        return drivers.ping(connection)
+    return True
+
+
+def on_give_back(connection: Any, record: Any, reset_state: Any) -> None:
+    """SQLAlchemy's reset event: clean the session before anyone else can check it out.
+
+    It runs for close() and for a connection whose wrapper was garbage
+    collected (a thread that died holding it). An exception here makes the
+    pool close the connection instead of keeping it.
+    """
+    if not forks.owned_here(connection):
+        return
+    state = state_of(connection)
+    if state.dirty or state.options.reset_session == "always":
+        reset_session(connection, state)
+    elif state.control.in_transaction(connection) is not False:
+        # Open, or the driver cannot tell: ROLLBACK also ends a transaction
+        # begun with a raw START TRANSACTION under autocommit.
+        connection.rollback()
+    state.returned_at = time.monotonic()
+
+
+def reset_session(connection: Any, state: ConnectionState) -> None:
+    """Reset everything a user left in the session, as a new connection has it."""
+    if not state.control.reset(connection):
+        raise ConnectionNeedsClosing("the driver cannot reset a session in place")
+    state.session_token = None  # Django's session setup must run again
+    if state.init_command:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(state.init_command)
+        finally:
+            cursor.close()
+    state.dirty = False
+
+
+def can_reset_in_place(connection: Any) -> bool:
+    state = state_of(connection)
+    if not (state.dirty or state.options.reset_session == "always"):
+        return True
+    return state.control.can_reset
+
+
+class ConnectionNeedsClosing(Exception):
+    """Raised inside the give-back to make the pool close the connection."""
+
+
+_watching_classes: dict[type, type] = {}
+
+
+def _session_watching(cursor_class: type) -> type:
+    """A subclass of the driver's cursor class that notes session-changing SQL."""
+    watching = _watching_classes.get(cursor_class)
+    if watching is not None:
+        return watching
+
+    def execute(self, query, args=None):
+        if _changes_session(query):
+            state_of(self.connection).dirty = True
+        return cursor_class.execute(self, query, args)
+
+    def executemany(self, query, args):
+        if _changes_session(query):
+            state_of(self.connection).dirty = True
+        return cursor_class.executemany(self, query, args)
+
+    def callproc(self, procname, args=()):
+        state_of(self.connection).dirty = True
+        return cursor_class.callproc(self, procname, args)
+
+    watching = type(
+        "SessionWatching" + cursor_class.__name__,
+        (cursor_class,),
+        {"execute": execute, "executemany": executemany, "callproc": callproc,
+         "__module__": __name__},
+    )
+    _watching_classes[cursor_class] = watching
+    return watching
+
+
+def _changes_session(query: Any) -> bool:
+    if isinstance(query, (bytes, bytearray)):
+        query = bytes(query).decode("utf-8", "replace")
+    return _SESSION_CHANGING.search(query) is not None
 
 
 class _GivenBack:
@@ -32,19 +197,21 @@ class PooledConnection:
     MySQL backend uses it exactly as it would use MySQLdb's connection.
     """
 
-    __slots__ = ("_fairy", "_driver_connection", "_origin")
+    __slots__ = ("_fairy", "_driver_connection", "_origin", "_last_used")
 
     def __init__(self, fairy: Any, origin: Any) -> None:
         self._fairy = fairy
         self._driver_connection = fairy.dbapi_connection
         # The registry's record of the pool: tells whether it was disposed
-        # while this connection was out.
+        # while this connection was out, and retires idle connections.
         self._origin = origin
+        self._last_used = time.monotonic()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver_connection, name)
 
     def cursor(self, *args: Any) -> Any:
+        self._last_used = time.monotonic()
         return self._driver_connection.cursor(*args)
 
     @property
@@ -56,39 +223,65 @@ class PooledConnection:
     def given_back(self) -> bool:
         return self._fairy is None
 
+    @property
+    def state(self) -> ConnectionState:
+        return state_of(self._driver_connection)
+
+    def stale(self) -> bool:
+        """True if this held connection sat idle long and no longer answers.
+
+        For threads that keep a connection without closing it (daemons,
+        CONN_MAX_AGE): checked before a query, never inside a transaction,
+        whose loss must not be hidden.
+        """
+        connection = self._driver_connection
+        state = state_of(connection)
+        ping_after = state.options.ping_after_idle
+        if ping_after is None or time.monotonic() - self._last_used < ping_after:
+            return False
+        if state.control.in_transaction(connection) is not False:
+            return False
+        alive = drivers.ping(connection)
+        self._last_used = time.monotonic()
+        return not alive
+
     def close(self) -> None:
-        """Give the connection back: rolled back and pooled, or closed if its pool is gone."""
+        """Give the connection back: cleaned and pooled, or closed if it cannot be."""
         fairy = self._fairy
         if fairy is None:
             return
+        connection = self._driver_connection
         self._forget()
-        if self._origin.disposed:
+        if not forks.owned_here(connection):
+            return  # a parent's connection, neutralised by forks.py: leave it be
+        state = state_of(connection)
+        if (
+            self._origin.disposed
+            or (state.expires_at is not None and time.monotonic() >= state.expires_at)
+            or not can_reset_in_place(connection)
+        ):
             fairy.invalidate()
-        else:
-            # SQLAlchemy rolls back (reset_on_return="rollback") before the
-            # connection can be checked out again; a failed rollback makes it
-            # discard the connection instead of pooling it.
-            fairy.close()
+            return
+        fairy.close()  # runs on_give_back() before the pool takes it
+        self._origin.retire_idle()
 
     def discard(self) -> None:
         """Close the physical connection instead of pooling it (it had an error)."""
         fairy = self._fairy
         if fairy is None:
             return
+        connection = self._driver_connection
         self._forget()
-        fairy.invalidate()
+        if forks.owned_here(connection):
+            fairy.invalidate()
 
     def _forget(self) -> None:
-        error_class = _interface_error(self._driver_connection)
+        # MySQLdb and PyMySQL connections both carry their error classes as
+        # attributes (PEP 249's optional extension).
+        error_class = getattr(self._driver_connection, "InterfaceError", RuntimeError)
         self._fairy = None
         self._driver_connection = _GivenBack(error_class)
 
     def __repr__(self) -> str:
         state = "given back" if self._fairy is None else "checked out"
         return f"<PooledConnection {state} from {self._origin!r}>"
-
-
-def _interface_error(driver_connection: Any) -> type[Exception]:
-    # MySQLdb and PyMySQL connections both carry their error classes as
-    # attributes (PEP 249's optional extension).
-    return getattr(driver_connection, "InterfaceError", RuntimeError)

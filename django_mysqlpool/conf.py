@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+from dataclasses import dataclass, fields
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +45,36 @@ ENGINE_STYLE_NAMES = {
 }
 NUMERIC_ARGUMENTS = ("pool_size", "max_overflow", "timeout", "recycle")
 ROLLBACK_RESETS = (True, "rollback")
+RESET_SESSION_CHOICES = ("auto", "always")
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """django_mysqlpool's own arguments, taken out before SQLAlchemy sees the rest.
+
+    ping_after_idle: seconds; a connection idle longer than this is pinged
+        (one round trip) before it is handed out. Younger ones get only a
+        zero-timeout poll of their socket, which sees connections the server
+        closed. None: never ping.
+    max_lifetime: seconds; a connection is closed when it is given back or
+        checked out after living this long, less a random 0-10% so that
+        connections opened together do not expire together. None: no limit.
+    idle_timeout: seconds; idle connections beyond min_idle are closed once
+        idle this long (checked when connections are given back). None: keep.
+    min_idle: idle connections idle_timeout never closes (default: pool_size).
+    reset_session: "auto" rolls back an open transaction and fully resets a
+        session only when its statements may have changed session state;
+        "always" fully resets every session on give-back (one round trip).
+    """
+
+    ping_after_idle: float | None = 0.5
+    max_lifetime: float | None = 1800.0
+    idle_timeout: float | None = 600.0
+    min_idle: int | None = None
+    reset_session: str = "auto"
+
+
+OWN_ARGUMENTS = tuple(f.name for f in fields(PoolOptions))
 
 
 def pool_class() -> type[sqlalchemy_pool.Pool]:
@@ -96,10 +127,39 @@ def pool_arguments(alias: str, per_alias: Any = None) -> dict[str, Any]:
     return merged
 
 
+def split_arguments(
+    pool_cls: type[sqlalchemy_pool.Pool], arguments: dict[str, Any], alias: str
+) -> tuple[dict[str, Any], PoolOptions]:
+    """Validate arguments; return SQLAlchemy's share and our own options."""
+    where = _where(alias)
+    own = {name: arguments[name] for name in OWN_ARGUMENTS if name in arguments}
+    for name in ("ping_after_idle", "max_lifetime", "idle_timeout"):
+        value = own.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0):
+            raise ImproperlyConfigured(
+                f"{where}: {name!r} must be a number of seconds (0 or more) or None, not {value!r}."
+            )
+    min_idle = own.get("min_idle")
+    if min_idle is not None and (isinstance(min_idle, bool) or not isinstance(min_idle, int) or min_idle < 0):
+        raise ImproperlyConfigured(f"{where}: 'min_idle' must be a whole number, 0 or more, not {min_idle!r}.")
+    if own.get("reset_session", "auto") not in RESET_SESSION_CHOICES:
+        raise ImproperlyConfigured(
+            f"{where}: 'reset_session' must be one of {', '.join(map(repr, RESET_SESSION_CHOICES))}, "
+            f"not {own['reset_session']!r}."
+        )
+    rest = {name: value for name, value in arguments.items() if name not in own}
+    validate(pool_cls, rest, alias)
+    return rest, PoolOptions(**own)
+
+
+def _where(alias: str) -> str:
+    return f"MYSQLPOOL_ARGUMENTS (or DATABASES[{alias!r}]['OPTIONS']['pool'])"
+
+
 def validate(pool_cls: type[sqlalchemy_pool.Pool], arguments: dict[str, Any], alias: str) -> None:
     """Raise ImproperlyConfigured for any argument pool_cls would refuse or misuse."""
-    accepted = accepted_arguments(pool_cls)
-    where = f"MYSQLPOOL_ARGUMENTS (or DATABASES[{alias!r}]['OPTIONS']['pool'])"
+    accepted = accepted_arguments(pool_cls) | set(OWN_ARGUMENTS)
+    where = _where(alias)
     for name, value in arguments.items():
         if name in REMOVED_ARGUMENTS:
             raise ImproperlyConfigured(f"{where}: {name!r} {REMOVED_ARGUMENTS[name]}.")

@@ -22,6 +22,8 @@ import os
 import threading
 from typing import Any
 
+from . import drivers
+
 logger = logging.getLogger("django_mysqlpool")
 
 _OWNER = "_django_mysqlpool_pid"
@@ -51,20 +53,6 @@ def owned_here(connection: Any) -> bool:
     return getattr(connection, _OWNER, None) == os.getpid()
 
 
-def descriptor(connection: Any) -> int | None:
-    """The connection's socket descriptor, or None if the driver hides it.
-
-    MySQLdb has fileno(); PyMySQL keeps a socket in _sock.
-    """
-    try:
-        if hasattr(connection, "fileno"):
-            return connection.fileno()
-        sock = getattr(connection, "_sock", None)
-        return sock.fileno() if sock is not None else None
-    except Exception:  # closed, or a driver without either
-        return None
-
-
 def _after_fork_in_child() -> None:
     try:
         _neutralise_inherited_connections()
@@ -83,7 +71,7 @@ def _neutralise_inherited_connections() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
         for connection in inherited:
-            fd = descriptor(connection)
+            fd = drivers.descriptor(connection)
             if fd is not None and fd >= 0:
                 os.dup2(devnull, fd)
     finally:

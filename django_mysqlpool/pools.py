@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any, Callable
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.db.utils import OperationalError
 from sqlalchemy import exc as sqlalchemy_exc
-from sqlalchemy.pool import Pool
+from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.pool.base import _ConnDialect
 
+from . import checkout as checkout_path
 from . import conf, forks
 from .checkout import PooledConnection
 from .errors import PoolTimeout
@@ -65,15 +67,50 @@ class ManagedPool:
     password or the registry key.
     """
 
-    def __init__(self, pool: Pool, alias: str, conn_params: dict[str, Any]) -> None:
+    def __init__(
+        self, pool: Pool, alias: str, conn_params: dict[str, Any], options: conf.PoolOptions
+    ) -> None:
         self.pool = pool
         self.alias = alias
+        self.options = options
+        self._next_idle_sweep = time.monotonic()
         self.database = conn_params.get("database") or conn_params.get("db")
         self.user = conn_params.get("user")
         self.server = conn_params.get("unix_socket") or "{}:{}".format(
             conn_params.get("host", "localhost"), conn_params.get("port", 3306)
         )
         self.disposed = False
+
+    def retire_idle(self) -> None:
+        """Close connections idle longer than idle_timeout, keeping min_idle of them.
+
+        Runs on give-back, at most every quarter of idle_timeout: no thread.
+        """
+        timeout = self.options.idle_timeout
+        now = time.monotonic()
+        if timeout is None or now < self._next_idle_sweep:
+            return
+        self._next_idle_sweep = now + max(timeout / 4, 0.05)
+        if not isinstance(self.pool, QueuePool):
+            return
+        keep = self.options.min_idle
+        if keep is None:
+            keep = self.pool.size()
+        idle = self.pool._pool  # SQLAlchemy's queue of idle records, oldest first
+        retired = []
+        with idle.mutex:
+            while len(idle.queue) > keep:
+                record = idle.queue[0]
+                connection = record.dbapi_connection
+                returned = checkout_path.state_of(connection).returned_at if connection else None
+                if returned is not None and now - returned < timeout:
+                    break
+                retired.append(idle.queue.popleft())
+        for record in retired:
+            record.close()
+            self.pool._dec_overflow()  # as QueuePool does when it closes a surplus one
+        if retired:
+            logger.debug("retired %d idle connection(s) from %r", len(retired), self)
 
     def dispose(self) -> None:
         """Close idle connections now; checked-out ones close when given back."""
@@ -117,24 +154,37 @@ def checkout(
     raises when the server cannot be reached or refuses the login.
     """
     managed = _pool_for(alias, conn_params, per_alias_arguments, connect)
-    try:
-        fairy = managed.pool.connect()
-    except sqlalchemy_exc.TimeoutError:
-        raise PoolTimeout(_exhausted_message(alias, managed.pool)) from None
-    except connect_error as error:
-        raise OperationalError(*_connect_failure_args(alias, managed, error.args)) from error
-    return PooledConnection(fairy, managed)
+    # Each pass either hands out a connection or closes one idle dead or
+    # expired connection; the bound only guards against a pathological pool.
+    for _ in range(_MAX_REPLACEMENTS):
+        try:
+            fairy = managed.pool.connect()
+        except sqlalchemy_exc.TimeoutError:
+            raise PoolTimeout(_exhausted_message(alias, managed.pool)) from None
+        except connect_error as error:
+            raise OperationalError(*_connect_failure_args(alias, managed, error.args)) from error
+        if checkout_path.usable_at_checkout(fairy.dbapi_connection, time.monotonic()):
+            return PooledConnection(fairy, managed)
+        logger.debug("replacing a dead or expired connection from %r", managed)
+        fairy.invalidate()
+    raise OperationalError(
+        f"database alias {alias!r}: {_MAX_REPLACEMENTS} connections in a row were dead "
+        "at checkout; is the server restarting?"
+    )
+
+
+_MAX_REPLACEMENTS = 1000
 
 
 def pool_for(alias: str, conn_params: dict[str, Any], per_alias_arguments: Any) -> ManagedPool | None:
     """The registered pool for these parameters, if one exists yet."""
-    pool_cls, arguments = _configuration(alias, per_alias_arguments)
-    return _pools.get(_registry_key(conn_params, pool_cls, arguments))
+    pool_cls, arguments, options = _configuration(alias, per_alias_arguments)
+    return _pools.get(_registry_key(conn_params, pool_cls, arguments, options))
 
 
 def _pool_for(alias, conn_params, per_alias_arguments, connect) -> ManagedPool:
-    pool_cls, arguments = _configuration(alias, per_alias_arguments)
-    key = _registry_key(conn_params, pool_cls, arguments)
+    pool_cls, arguments, options = _configuration(alias, per_alias_arguments)
+    key = _registry_key(conn_params, pool_cls, arguments, options)
     managed = _pools.get(key)
     if managed is not None:
         return managed
@@ -144,27 +194,36 @@ def _pool_for(alias, conn_params, per_alias_arguments, connect) -> ManagedPool:
         managed = _pools.get(key)
         if managed is None:
             params = dict(conn_params)
-            pool = _create_pool(alias, pool_cls, arguments, lambda: forks.adopt(connect(params)))
-            managed = _pools[key] = ManagedPool(pool, alias, conn_params)
+            init_command = params.get("init_command")
+
+            def open_connection():
+                connection = forks.adopt(connect(params))
+                return checkout_path.prepare(connection, options, init_command)
+
+            pool = _create_pool(alias, pool_cls, arguments, open_connection)
+            managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
             logger.debug("created %r", managed)
     return managed
 
 
-_validated: set[tuple] = set()
+_validated: dict[tuple, tuple[dict[str, Any], conf.PoolOptions]] = {}
 
 
-def _configuration(alias: str, per_alias_arguments: Any) -> tuple[type[Pool], dict[str, Any]]:
+def _configuration(alias: str, per_alias_arguments: Any) -> tuple[type[Pool], dict[str, Any], conf.PoolOptions]:
     pool_cls = conf.pool_class()
     arguments = conf.pool_arguments(alias, per_alias_arguments)
     token = (pool_cls, _freeze(arguments))
-    if token not in _validated:
-        conf.validate(pool_cls, arguments, alias)
-        _validated.add(token)
-    return pool_cls, arguments
+    split = _validated.get(token)
+    if split is None:
+        split = _validated[token] = conf.split_arguments(pool_cls, arguments, alias)
+    return (pool_cls, *split)
 
 
 def _create_pool(alias, pool_cls, arguments, creator) -> Pool:
-    arguments = {**arguments, "reset_on_return": "rollback"}
+    # Our give-back (checkout.on_give_back) replaces SQLAlchemy's blanket
+    # ROLLBACK: it rolls back only when a transaction is open.
+    events = [*(arguments.get("events") or []), (checkout_path.on_give_back, "reset")]
+    arguments = {**arguments, "reset_on_return": None, "events": events}
     try:
         return pool_cls(creator, dialect=_DIALECT, **arguments)
     except (TypeError, ValueError) as error:
@@ -174,10 +233,12 @@ def _create_pool(alias, pool_cls, arguments, creator) -> Pool:
         ) from None
 
 
-def _registry_key(conn_params: dict[str, Any], pool_cls: type, arguments: dict[str, Any]) -> tuple:
+def _registry_key(
+    conn_params: dict[str, Any], pool_cls: type, arguments: dict[str, Any], options: conf.PoolOptions
+) -> tuple:
     # Every connection parameter is part of the key: the test runner renames
     # databases in place, and two users must never share a socket.
-    return (_freeze(conn_params), pool_cls, _freeze(arguments))
+    return (_freeze(conn_params), pool_cls, _freeze(arguments), options)
 
 
 def _freeze(value: Any) -> Any:

@@ -106,7 +106,13 @@ class PrivateServer:
         ]
         if os.geteuid() == 0:
             command.append("--user=root")
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        # A temporary directory of its own: two bootstraps sharing /tmp collide
+        # on the names of their temporary tables.
+        command.append(f"--tmpdir={self.directory}")
+        environment = {**os.environ, "TMPDIR": self.directory}
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=120, env=environment
+        )
         if result.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed:\n{result.stdout}{result.stderr}")
 

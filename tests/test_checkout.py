@@ -98,3 +98,133 @@ def test_given_back_connection_is_unusable_not_someone_elses():
             pooled.cursor()
     pooled.close()  # twice is harmless
     wrapper.connection = None
+
+
+def _same_connection_next_user(leave_behind, look, alias="default"):
+    """One user runs leave_behind and gives the connection back; the next user runs look."""
+    with override_settings(MYSQLPOOL_ARGUMENTS=SINGLE):
+        wrapper = connections[alias]
+        first = connection_id(alias)
+        with wrapper.cursor() as cursor:
+            for statement in leave_behind:
+                cursor.execute(statement)
+        wrapper.close()
+        assert connection_id(alias) == first  # the same physical connection
+        with wrapper.cursor() as cursor:
+            cursor.execute(look)
+            return cursor.fetchall()
+
+
+def test_named_lock_is_released_for_the_next_user():
+    rows = _same_connection_next_user(["SELECT GET_LOCK('mysqlpool-test', 0)"],
+                                      "SELECT IS_USED_LOCK('mysqlpool-test')")
+    assert rows == ((None,),)
+
+
+def test_user_variable_is_gone_for_the_next_user():
+    assert _same_connection_next_user(["SET @left_behind = 42"], "SELECT @left_behind") == ((None,),)
+
+
+def test_changed_session_variable_is_restored_for_the_next_user():
+    rows = _same_connection_next_user(
+        ["SET SESSION sql_select_limit = 3", "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
+        "SELECT @@SESSION.sql_select_limit, @@SESSION.tx_isolation",
+    )
+    assert rows == ((18446744073709551615, "READ-COMMITTED"),)
+
+
+def test_temporary_table_is_gone_for_the_next_user():
+    rows = _same_connection_next_user(
+        ["CREATE TEMPORARY TABLE left_behind (id INT)"],
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME = 'left_behind'",
+    )
+    assert rows == ((0,),)
+    with pytest.raises(Error):
+        _same_connection_next_user([], "SELECT * FROM left_behind")
+
+
+def test_lock_tables_is_released_for_the_next_user(table):
+    _same_connection_next_user(["LOCK TABLES giveback WRITE"], "SELECT 1")
+    connections["default"].close()
+    with connections["stock"].cursor() as cursor:  # would wait if the lock were kept
+        cursor.execute("SET SESSION lock_wait_timeout = 1")
+        cursor.execute("SELECT COUNT(*) FROM giveback")
+
+
+def test_init_command_is_applied_again_after_a_reset():
+    wrapper = connections["default"]
+    wrapper.settings_dict["OPTIONS"] = {"init_command": "SET @@SESSION.sql_select_limit = 1234"}
+    try:
+        rows = _same_connection_next_user(["SET SESSION sql_select_limit = 3"],
+                                          "SELECT @@SESSION.sql_select_limit")
+    finally:
+        wrapper.close()
+        wrapper.settings_dict["OPTIONS"] = {}
+    assert rows == ((1234,),)
+
+
+def _global_status(admin, *names):
+    cursor = admin.cursor()
+    cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ({})".format(
+        ", ".join(["%s"] * len(names))), names)
+    return {name: int(value) for name, value in cursor.fetchall()}
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_clean_cycle_sends_only_the_query():
+    wrapper = connections["default"]
+    connection_id()
+    wrapper.close()  # the session has had Django's setup once
+    names = ("Questions", "Com_rollback", "Com_set_option", "Com_select")
+    with admin_connection() as admin:
+        before = _global_status(admin, *names)
+        for _ in range(20):
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            wrapper.close()
+        after = _global_status(admin, *names)
+    delta = {name: after[name] - before[name] for name in names}
+    # 20 queries, plus the admin's own SHOW GLOBAL STATUS (counted as a question).
+    assert delta["Com_rollback"] == 0
+    assert delta["Com_set_option"] == 0
+    assert delta["Com_select"] == 20
+    assert delta["Questions"] == 21
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_an_open_transaction_costs_one_rollback(table):
+    wrapper = connections["default"]
+    connection_id()
+    wrapper.close()
+    with admin_connection() as admin:
+        before = _global_status(admin, "Com_rollback")["Com_rollback"]
+        with transaction.atomic():
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT * FROM giveback FOR UPDATE")
+            wrapper.close()
+            wrapper.connection = None
+        after = _global_status(admin, "Com_rollback")["Com_rollback"]
+    assert after - before == 1
+
+
+def test_reset_session_always_resets_what_statement_text_cannot_show():
+    # A stored function changes session state behind an innocent SELECT:
+    # "auto" cannot see it, "always" resets it anyway.
+    with connections["stock"].cursor() as cursor:
+        cursor.execute("DROP FUNCTION IF EXISTS sneaky")
+        cursor.execute("CREATE FUNCTION sneaky() RETURNS INT DETERMINISTIC "
+                       "BEGIN SET @sneaky = 1; RETURN 1; END")
+    connections["stock"].close()
+    look = "SELECT @sneaky"
+    assert _same_connection_next_user(["SELECT sneaky()"], look) == ((1,),)  # documented limit
+    connections["default"].close()
+    with override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "reset_session": "always"}):
+        wrapper = connections["default"]
+        first = connection_id()
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT sneaky()")
+        wrapper.close()
+        assert connection_id() == first
+        with wrapper.cursor() as cursor:
+            cursor.execute(look)
+            assert cursor.fetchall() == ((None,),)

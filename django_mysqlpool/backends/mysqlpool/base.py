@@ -19,6 +19,7 @@ def _open_physical_connection(conn_params):
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
     creation_class = DatabaseCreation
+    _just_checked_out = False
 
     def get_connection_params(self):
         params = super().get_connection_params()
@@ -28,13 +29,51 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     @async_unsafe
     def get_new_connection(self, conn_params):
-        return pools.checkout(
+        connection = pools.checkout(
             self.alias,
             conn_params,
             self.settings_dict["OPTIONS"].get("pool"),
             _open_physical_connection,
             Database.OperationalError,
         )
+        self._just_checked_out = True
+        return connection
+
+    def init_connection_state(self):
+        connection = self.connection
+        if not isinstance(connection, PooledConnection):
+            return super().init_connection_state()
+        state = connection.state
+        # Everything Django's setup depends on, besides the server (fixed per
+        # pool): the isolation level.
+        token = ("isolation", self.isolation_level)
+        if self._just_checked_out:
+            self._just_checked_out = False
+            if state.session_token == token:
+                # This pooled session already had Django's setup and nobody
+                # changed it since (a change triggers a full reset, which
+                # clears the token). An explicit call still runs in full.
+                return
+        was_dirty = state.dirty
+        super().init_connection_state()
+        # Django's own SET statements are the session's baseline, not a
+        # change a later user needs protecting from.
+        state.dirty = was_dirty
+        state.session_token = token
+
+    def close_if_health_check_failed(self):
+        super().close_if_health_check_failed()
+        connection = self.connection
+        if (
+            isinstance(connection, PooledConnection)
+            and not connection.given_back
+            and not self.in_atomic_block
+            and connection.stale()
+        ):
+            # A connection this thread kept (CONN_MAX_AGE, a daemon) that the
+            # server closed while it sat idle: replace it before the query.
+            connection.discard()
+            self.connection = None
 
     def _close(self):
         connection = self.connection

@@ -1,0 +1,136 @@
+"""What a driver connection can tell us without a round trip, and how to reset its session.
+
+mysqlclient (MySQLdb) built on MariaDB Connector/C lets us read the
+server-status flags of the last reply (is a transaction open?) and send
+COM_RESET_CONNECTION, through the MYSQL handle it exposes as a capsule.
+PyMySQL keeps the flags in connection.server_status. Where neither works,
+callers fall back to what is always safe: roll back, or close.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Any, Callable
+
+logger = logging.getLogger("django_mysqlpool")
+
+SERVER_STATUS_IN_TRANS = 0x0001
+SERVER_STATUS_AUTOCOMMIT = 0x0002
+_MARIADB_CONNECTION_SERVER_STATUS = 30  # enum mariadb_value in mysql.h
+_CAPSULE_NAME = b"_mysql.connection.native_connection"
+
+
+def descriptor(connection: Any) -> int | None:
+    """The connection's socket descriptor, or None if the driver hides it.
+
+    MySQLdb has fileno(); PyMySQL keeps a socket in _sock.
+    """
+    try:
+        if hasattr(connection, "fileno"):
+            return connection.fileno()
+        sock = getattr(connection, "_sock", None)
+        return sock.fileno() if sock is not None else None
+    except Exception:  # closed, or a driver with neither
+        return None
+
+
+def ping(connection: Any) -> bool:
+    """One round trip: True if the server answered."""
+    try:
+        # False: never let the driver reconnect behind Django's back (PyMySQL
+        # reconnects by default), which would lose the session silently.
+        connection.ping(False)
+    except Exception:
+        return False
+    return True
+
+
+class _ConnectorC:
+    """MariaDB Connector/C functions reached through mysqlclient's own library."""
+
+    def __init__(self) -> None:
+        import MySQLdb._mysql
+
+        library = ctypes.CDLL(MySQLdb._mysql.__file__)
+        self.get_info = library.mariadb_get_info
+        self.get_info.restype = ctypes.c_char
+        self.get_info.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        self.reset_connection = library.mysql_reset_connection
+        self.reset_connection.restype = ctypes.c_int
+        self.reset_connection.argtypes = [ctypes.c_void_p]
+        self.capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+        self.capsule_pointer.restype = ctypes.c_void_p
+        self.capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+    def handle(self, connection: Any) -> int:
+        return self.capsule_pointer(connection._get_native_connection(), _CAPSULE_NAME)
+
+
+_connector_c: _ConnectorC | None | bool = False  # False: not looked up yet
+
+
+def _connector() -> _ConnectorC | None:
+    global _connector_c
+    if _connector_c is False:
+        try:
+            _connector_c = _ConnectorC()
+        except (ImportError, OSError, AttributeError):
+            # mysqlclient built on Oracle's libmysqlclient, or not installed.
+            _connector_c = None
+    return _connector_c
+
+
+class SessionControl:
+    """The cheapest ways a connection offers to see and to reset its session.
+
+    Holds no reference to the connection (the connection holds this), so
+    dropping a connection frees it at once instead of at the next cyclic
+    garbage collection.
+    """
+
+    __slots__ = ("_handle", "_status", "_pymysql")
+
+    def __init__(self, connection: Any) -> None:
+        self._handle: int | None = None
+        self._status = ctypes.c_uint()
+        self._pymysql = False
+        if hasattr(connection, "_get_native_connection"):
+            self._use_connector_c(connection)
+        elif isinstance(getattr(connection, "server_status", None), int):
+            self._pymysql = True
+
+    def _use_connector_c(self, connection: Any) -> None:
+        library = _connector()
+        if library is None:
+            return
+        self._handle = library.handle(connection)
+        # The enum position is part of Connector/C's ABI; still, trust it only
+        # if the autocommit flag it reports matches the driver's own view.
+        if bool(self._read_status() & SERVER_STATUS_AUTOCOMMIT) != bool(connection.get_autocommit()):
+            logger.warning("cannot read server status flags; every give-back will roll back")
+            self._handle = None
+
+    def _read_status(self) -> int:
+        _connector_c.get_info(self._handle, _MARIADB_CONNECTION_SERVER_STATUS, ctypes.byref(self._status))
+        return self._status.value
+
+    def in_transaction(self, connection: Any) -> bool | None:
+        """Whether the server said a transaction is open; None if unknown."""
+        if self._handle is not None:
+            return bool(self._read_status() & SERVER_STATUS_IN_TRANS)
+        if self._pymysql:
+            return bool(connection.server_status & SERVER_STATUS_IN_TRANS)
+        return None
+
+    @property
+    def can_reset(self) -> bool:
+        return self._handle is not None
+
+    def reset(self, connection: Any) -> bool:
+        """COM_RESET_CONNECTION (one round trip); False if the driver cannot send it."""
+        if self._handle is None:
+            return False
+        if _connector_c.reset_connection(self._handle) != 0:
+            raise connection.OperationalError(connection.errno(), connection.error())
+        return True
