@@ -170,7 +170,7 @@ class PrivateServer:
 
     def stop(self) -> None:
         if self._executor is not None and self._executor.running():
-            self._executor.stop(timeout=60)
+            self._executor.stop()
 
     def kill(self) -> None:
         """Stop the server the hard way, as a crash or an OOM kill would."""
