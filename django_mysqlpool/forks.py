@@ -50,6 +50,9 @@ def release(connection: Any) -> None:
 
 def owned_here(connection: Any) -> bool:
     """True if this process opened connection and may talk to it."""
+    # os.getpid(), not a copy refreshed by a fork hook: in a child, Python
+    # frees other threads' data (and so may give their connections back)
+    # before any hook runs.
     return getattr(connection, _OWNER, None) == os.getpid()
 
 

@@ -9,7 +9,9 @@ import time
 from typing import Any, Callable
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.db import connections
+from django.dispatch import receiver
 from django.db.utils import OperationalError
 from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy.pool import Pool, QueuePool
@@ -128,32 +130,74 @@ _pools: dict[tuple, ManagedPool] = {}
 _pools_lock = threading.Lock()
 
 
+# Bumped whenever a cached pool may no longer be the right one: settings
+# changed, pools disposed, or a fork. Wrappers compare it to their cache.
+generation = 0
+
+
 def _forget_parent_pools() -> None:
-    global _pools_lock
+    global _pools_lock, generation
     # The parent's pools (and a lock another thread may have held at the
     # fork) are not ours: start empty. forks.py has made their connections
     # harmless; nothing here closes them.
     _pools_lock = threading.Lock()
+    for managed in _pools.values():
+        managed.disposed = True  # a flag only: no I/O on the parent's sockets
     _pools.clear()
+    generation += 1
+
+
+@receiver(setting_changed)
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    global generation
+    if setting in ("MYSQLPOOL_BACKEND", "MYSQLPOOL_ARGUMENTS", "DATABASES"):
+        generation += 1
 
 
 os.register_at_fork(after_in_child=_forget_parent_pools)
 
 
-def checkout(
+def pool_for_connection(
     alias: str,
     conn_params: dict[str, Any],
     per_alias_arguments: Any,
     connect: Callable[[dict[str, Any]], Any],
-    connect_error: type[Exception],
-) -> PooledConnection:
-    """A connection from the pool for these parameters, creating the pool if needed.
+) -> ManagedPool:
+    """The pool for these parameters and settings, created on first use.
 
     connect(conn_params) opens a new physical connection when the pool has
-    none to give; connect_error is the driver's OperationalError, which it
-    raises when the server cannot be reached or refuses the login.
+    none to give.
     """
-    managed = _pool_for(alias, conn_params, per_alias_arguments, connect)
+    pool_cls, arguments, options = _configuration(alias, per_alias_arguments)
+    key = _registry_key(conn_params, pool_cls, arguments, options)
+    managed = _pools.get(key)
+    if managed is not None:
+        return managed
+    with _pools_lock:
+        # Two threads may both miss above; the lock makes the second one
+        # find the first one's pool instead of creating a rival.
+        managed = _pools.get(key)
+        if managed is None:
+            params = dict(conn_params)
+            init_command = params.get("init_command")
+
+            def open_connection():
+                connection = forks.adopt(connect(params))
+                return checkout_path.prepare(connection, options, init_command)
+
+            pool = _create_pool(alias, pool_cls, arguments, open_connection)
+            managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
+            logger.debug("created %r", managed)
+    return managed
+
+
+def checkout(alias: str, managed: ManagedPool, connect_error: type[Exception]) -> PooledConnection:
+    """A live connection from managed's pool.
+
+    connect_error is the driver's OperationalError, raised when the server
+    cannot be reached or refuses the login; it becomes Django's
+    OperationalError naming the alias.
+    """
     # Each pass either hands out a connection or closes one idle dead or
     # expired connection; the bound only guards against a pathological pool.
     for _ in range(_MAX_REPLACEMENTS):
@@ -180,30 +224,6 @@ def pool_for(alias: str, conn_params: dict[str, Any], per_alias_arguments: Any) 
     """The registered pool for these parameters, if one exists yet."""
     pool_cls, arguments, options = _configuration(alias, per_alias_arguments)
     return _pools.get(_registry_key(conn_params, pool_cls, arguments, options))
-
-
-def _pool_for(alias, conn_params, per_alias_arguments, connect) -> ManagedPool:
-    pool_cls, arguments, options = _configuration(alias, per_alias_arguments)
-    key = _registry_key(conn_params, pool_cls, arguments, options)
-    managed = _pools.get(key)
-    if managed is not None:
-        return managed
-    with _pools_lock:
-        # Two threads may both miss above; the lock makes the second one
-        # find the first one's pool instead of creating a rival.
-        managed = _pools.get(key)
-        if managed is None:
-            params = dict(conn_params)
-            init_command = params.get("init_command")
-
-            def open_connection():
-                connection = forks.adopt(connect(params))
-                return checkout_path.prepare(connection, options, init_command)
-
-            pool = _create_pool(alias, pool_cls, arguments, open_connection)
-            managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
-            logger.debug("created %r", managed)
-    return managed
 
 
 _validated: dict[tuple, tuple[dict[str, Any], conf.PoolOptions]] = {}
@@ -287,6 +307,8 @@ def _connect_failure_args(alias: str, managed: ManagedPool, driver_args: Any) ->
 
 def dispose_pools(database: str | None = None) -> int:
     """Dispose the pools of this process (only those of one database if given)."""
+    global generation
+    generation += 1
     with _pools_lock:
         doomed = [
             key for key, managed in _pools.items()
@@ -301,6 +323,8 @@ def dispose_pools(database: str | None = None) -> int:
 
 def dispose_pool(managed: ManagedPool) -> None:
     """Dispose one pool and take it out of the registry."""
+    global generation
+    generation += 1
     with _pools_lock:
         for key, registered in list(_pools.items()):
             if registered is managed:

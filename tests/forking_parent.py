@@ -67,10 +67,15 @@ def child_work(report_fd):
 
 
 class Holder(threading.Thread):
-    """A parent thread that keeps a connection checked out and queries on request."""
+    """A parent thread that keeps a connection checked out and queries on request.
 
-    def __init__(self):
+    With in_transaction, it holds an open transaction with a row lock the
+    whole time: a child must not roll it back behind the parent's back.
+    """
+
+    def __init__(self, in_transaction=False):
         super().__init__(daemon=True)
+        self.in_transaction = in_transaction
         self.requests = [threading.Event(), threading.Event()]
         self.answers = []
         self.ready = threading.Event()
@@ -79,6 +84,10 @@ class Holder(threading.Thread):
     def run(self):
         from django.db import connection
 
+        if self.in_transaction:
+            connection.set_autocommit(False)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT * FROM forked FOR UPDATE")
         self.answers.append(connection_id())
         self.ready.set()
         while True:
@@ -86,11 +95,18 @@ class Holder(threading.Thread):
             ask.wait(30)
             ask.clear()
             if self.stop:
+                if self.in_transaction:
+                    connection.rollback()
+                    connection.set_autocommit(True)
                 connection.close()
                 done.set()
                 return
             try:
                 self.answers.append(connection_id())
+                if self.in_transaction and not connection.connection.state.control.in_transaction(
+                    connection.connection.driver_connection
+                ):
+                    self.answers.append("the parent's transaction was ended by someone else")
             except Exception as error:
                 self.answers.append(repr(error))
             done.set()
@@ -108,7 +124,11 @@ def main():
     configure(database)
     from django.db import connection, connections
 
-    holders = [Holder() for _ in range(HOLDERS)]
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS forked (id INT PRIMARY KEY) ENGINE=InnoDB")
+        cursor.execute("INSERT IGNORE INTO forked VALUES (1)")
+    connection.close()
+    holders = [Holder(in_transaction=(n == 0)) for n in range(HOLDERS)]
     for holder in holders:
         holder.start()
         assert holder.ready.wait(30)

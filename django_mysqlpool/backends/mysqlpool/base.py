@@ -1,5 +1,7 @@
 """Django's MySQL backend, with connect() and close() routed through a pool."""
 
+import copy
+
 from django.db.backends.mysql.base import Database
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 from django.utils.asyncio import async_unsafe
@@ -20,22 +22,51 @@ def _open_physical_connection(conn_params):
 class DatabaseWrapper(MySQLDatabaseWrapper):
     creation_class = DatabaseCreation
     _just_checked_out = False
+    # (what the parameters were built from, the parameters, their pool)
+    _connection_cache = (None, None, None)
+
+    def _settings_fingerprint(self):
+        settings = self.settings_dict
+        return (
+            pools.generation,
+            settings["NAME"],
+            settings["USER"],
+            settings["PASSWORD"],
+            settings["HOST"],
+            settings["PORT"],
+            settings["OPTIONS"],
+        )
 
     def get_connection_params(self):
+        # Django rebuilds the parameters at every connect, and finding their
+        # pool means hashing them; with a pool a connect is otherwise a few
+        # microseconds, so both are reused while their sources are unchanged
+        # (the test runner renames NAME in place; override_settings bumps
+        # pools.generation).
+        fingerprint = self._settings_fingerprint()
+        cached_fingerprint, params, _ = self._connection_cache
+        if params is not None and fingerprint == cached_fingerprint:
+            return params
         params = super().get_connection_params()
         # Pool arguments are ours; the driver must never see them.
         params.pop("pool", None)
+        snapshot = fingerprint[:-1] + (copy.deepcopy(fingerprint[-1]),)
+        self._connection_cache = (snapshot, params, None)
         return params
 
     @async_unsafe
     def get_new_connection(self, conn_params):
-        connection = pools.checkout(
-            self.alias,
-            conn_params,
-            self.settings_dict["OPTIONS"].get("pool"),
-            _open_physical_connection,
-            Database.OperationalError,
-        )
+        fingerprint, params, managed = self._connection_cache
+        if managed is None or managed.disposed or params is not conn_params:
+            managed = pools.pool_for_connection(
+                self.alias,
+                conn_params,
+                self.settings_dict["OPTIONS"].get("pool"),
+                _open_physical_connection,
+            )
+            if params is conn_params:
+                self._connection_cache = (fingerprint, params, managed)
+        connection = pools.checkout(self.alias, managed, Database.OperationalError)
         self._just_checked_out = True
         return connection
 
@@ -92,9 +123,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     @property
     def pool(self):
         """The pool this alias checks connections out of (None before first use)."""
-        return pools.pool_for(
-            self.alias, self.get_connection_params(), self.settings_dict["OPTIONS"].get("pool")
-        )
+        params = dict(super().get_connection_params())
+        params.pop("pool", None)
+        return pools.pool_for(self.alias, params, self.settings_dict["OPTIONS"].get("pool"))
 
     def close_pool(self):
         """Dispose this alias's pool, as Django's PostgreSQL backend offers (Celery calls it)."""
