@@ -7,6 +7,7 @@ of the server-status flags the driver already has: no round trip.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import select
@@ -15,6 +16,8 @@ from typing import Any
 
 from . import drivers, forks
 from .conf import PoolOptions
+
+logger = logging.getLogger("django_mysqlpool")
 
 _STATE = "_django_mysqlpool_state"
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
@@ -68,13 +71,15 @@ def prepare(connection: Any, options: PoolOptions, init_command: str | None) -> 
     return connection
 
 
-def usable_at_checkout(connection: Any, now: float) -> bool:
+def usable_at_checkout(connection: Any, now: float, pre_ping: bool = False) -> bool:
     """False if this idle connection must be replaced: expired, or found dead."""
     state = state_of(connection)
     if state.returned_at is None:
         return True  # just opened
     if state.expires_at is not None and now >= state.expires_at:
         return False
+    if pre_ping:
+        return drivers.ping(connection)
     ping_after = state.options.ping_after_idle
     if ping_after is not None and now - state.returned_at >= ping_after:
         # Idle long enough for a peer to have vanished without a trace.
@@ -87,29 +92,38 @@ def usable_at_checkout(connection: Any, now: float) -> bool:
     return True
 
 
-def on_give_back(connection: Any, record: Any, reset_state: Any) -> None:
-    """SQLAlchemy's reset event: clean the session before anyone else can check it out.
+def give_back(record: Any, connection: Any, origin: Any) -> None:
+    """Clean the session, then return the connection to its pool (or close it).
 
-    It runs for close() and for a connection whose wrapper was garbage
-    collected (a thread that died holding it). An exception here makes the
-    pool close the connection instead of keeping it.
+    Nothing is sent to the server when nothing happened: the transaction
+    flag comes from the last reply the driver already read.
     """
     if not forks.owned_here(connection):
-        return
+        return  # a parent's connection, neutralised by forks.py: leave it be
     state = state_of(connection)
-    if state.dirty or state.options.reset_session == "always":
-        reset_session(connection, state)
-    elif state.control.in_transaction(connection) is not False:
-        # Open, or the driver cannot tell: ROLLBACK also ends a transaction
-        # begun with a raw START TRANSACTION under autocommit.
-        connection.rollback()
+    try:
+        if origin.disposed or (state.expires_at is not None and time.monotonic() >= state.expires_at):
+            record.invalidate()
+        elif state.dirty or state.options.reset_session == "always":
+            if state.control.can_reset:
+                reset_session(connection, state)
+            else:
+                record.invalidate()  # closing is the only reset this driver has
+        elif state.control.in_transaction(connection) is not False:
+            # Open, or the driver cannot tell: ROLLBACK also ends a transaction
+            # begun with a raw START TRANSACTION under autocommit.
+            connection.rollback()
+    except Exception as error:
+        logger.info("closing a connection that could not be cleaned: %s", error)
+        record.invalidate(e=error)
     state.returned_at = time.monotonic()
+    record.checkin(_fairy_was_created=False)
+    origin.retire_idle()
 
 
 def reset_session(connection: Any, state: ConnectionState) -> None:
     """Reset everything a user left in the session, as a new connection has it."""
-    if not state.control.reset(connection):
-        raise ConnectionNeedsClosing("the driver cannot reset a session in place")
+    state.control.reset(connection)
     state.session_token = None  # Django's session setup must run again
     if state.init_command:
         cursor = connection.cursor()
@@ -118,17 +132,6 @@ def reset_session(connection: Any, state: ConnectionState) -> None:
         finally:
             cursor.close()
     state.dirty = False
-
-
-def can_reset_in_place(connection: Any) -> bool:
-    state = state_of(connection)
-    if not (state.dirty or state.options.reset_session == "always"):
-        return True
-    return state.control.can_reset
-
-
-class ConnectionNeedsClosing(Exception):
-    """Raised inside the give-back to make the pool close the connection."""
 
 
 _watching_classes: dict[type, type] = {}
@@ -194,14 +197,16 @@ class PooledConnection:
     """A driver connection checked out of a pool; close() gives it back.
 
     Everything but close() is passed to the driver connection, so Django's
-    MySQL backend uses it exactly as it would use MySQLdb's connection.
+    MySQL backend uses it exactly as it would use MySQLdb's connection. If
+    it is garbage-collected while checked out (its thread died holding it),
+    it gives the connection back then.
     """
 
-    __slots__ = ("_fairy", "_driver_connection", "_origin", "_last_used")
+    __slots__ = ("_record", "_driver_connection", "_origin", "_last_used")
 
-    def __init__(self, fairy: Any, origin: Any) -> None:
-        self._fairy = fairy
-        self._driver_connection = fairy.dbapi_connection
+    def __init__(self, record: Any, connection: Any, origin: Any) -> None:
+        self._record = record
+        self._driver_connection = connection
         # The registry's record of the pool: tells whether it was disposed
         # while this connection was out, and retires idle connections.
         self._origin = origin
@@ -221,7 +226,7 @@ class PooledConnection:
 
     @property
     def given_back(self) -> bool:
-        return self._fairy is None
+        return self._record is None
 
     @property
     def state(self) -> ConnectionState:
@@ -247,41 +252,38 @@ class PooledConnection:
 
     def close(self) -> None:
         """Give the connection back: cleaned and pooled, or closed if it cannot be."""
-        fairy = self._fairy
-        if fairy is None:
+        record = self._record
+        if record is None:
             return
         connection = self._driver_connection
         self._forget()
-        if not forks.owned_here(connection):
-            return  # a parent's connection, neutralised by forks.py: leave it be
-        state = state_of(connection)
-        if (
-            self._origin.disposed
-            or (state.expires_at is not None and time.monotonic() >= state.expires_at)
-            or not can_reset_in_place(connection)
-        ):
-            fairy.invalidate()
-            return
-        fairy.close()  # runs on_give_back() before the pool takes it
-        self._origin.retire_idle()
+        give_back(record, connection, self._origin)
 
     def discard(self) -> None:
         """Close the physical connection instead of pooling it (it had an error)."""
-        fairy = self._fairy
-        if fairy is None:
+        record = self._record
+        if record is None:
             return
         connection = self._driver_connection
         self._forget()
         if forks.owned_here(connection):
-            fairy.invalidate()
+            record.invalidate()
+            record.checkin(_fairy_was_created=False)
 
     def _forget(self) -> None:
         # MySQLdb and PyMySQL connections both carry their error classes as
         # attributes (PEP 249's optional extension).
         error_class = getattr(self._driver_connection, "InterfaceError", RuntimeError)
-        self._fairy = None
+        self._record = None
         self._driver_connection = _GivenBack(error_class)
 
+    def __del__(self) -> None:
+        if self._record is not None:
+            try:
+                self.close()
+            except Exception:  # at interpreter exit, or a dead server: nothing to tell
+                pass
+
     def __repr__(self) -> str:
-        state = "given back" if self._fairy is None else "checked out"
+        state = "given back" if self._record is None else "checked out"
         return f"<PooledConnection {state} from {self._origin!r}>"

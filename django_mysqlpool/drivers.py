@@ -38,9 +38,13 @@ def descriptor(connection: Any) -> int | None:
 def ping(connection: Any) -> bool:
     """One round trip: True if the server answered."""
     try:
-        # False: never let the driver reconnect behind Django's back (PyMySQL
-        # reconnects by default), which would lose the session silently.
-        connection.ping(False)
+        if type(connection).__module__.startswith("pymysql"):
+            # PyMySQL reconnects by default, which would lose the session
+            # behind Django's back. (mysqlclient never does, and warns if
+            # asked about it.)
+            connection.ping(reconnect=False)
+        else:
+            connection.ping()
     except Exception:
         return False
     return True

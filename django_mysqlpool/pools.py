@@ -198,19 +198,30 @@ def checkout(alias: str, managed: ManagedPool, connect_error: type[Exception]) -
     cannot be reached or refuses the login; it becomes Django's
     OperationalError naming the alias.
     """
+    # SQLAlchemy's records, not its connection proxies: the proxy's
+    # bookkeeping cost more than the rest of a checkout. PooledConnection
+    # does what the proxy did (give back on close or garbage collection).
+    pool = managed.pool
+    pre_ping = pool._pre_ping
     # Each pass either hands out a connection or closes one idle dead or
     # expired connection; the bound only guards against a pathological pool.
     for _ in range(_MAX_REPLACEMENTS):
         try:
-            fairy = managed.pool.connect()
+            record = pool._do_get()
+            try:
+                connection = record.get_connection()  # reconnects if invalidated
+            except BaseException as error:
+                record._checkin_failed(error, _fairy_was_created=False)
+                raise
         except sqlalchemy_exc.TimeoutError:
-            raise PoolTimeout(_exhausted_message(alias, managed.pool)) from None
+            raise PoolTimeout(_exhausted_message(alias, pool)) from None
         except connect_error as error:
             raise OperationalError(*_connect_failure_args(alias, managed, error.args)) from error
-        if checkout_path.usable_at_checkout(fairy.dbapi_connection, time.monotonic()):
-            return PooledConnection(fairy, managed)
+        if checkout_path.usable_at_checkout(connection, time.monotonic(), pre_ping):
+            return PooledConnection(record, connection, managed)
         logger.debug("replacing a dead or expired connection from %r", managed)
-        fairy.invalidate()
+        record.invalidate()
+        record.checkin(_fairy_was_created=False)
     raise OperationalError(
         f"database alias {alias!r}: {_MAX_REPLACEMENTS} connections in a row were dead "
         "at checkout; is the server restarting?"
@@ -240,10 +251,9 @@ def _configuration(alias: str, per_alias_arguments: Any) -> tuple[type[Pool], di
 
 
 def _create_pool(alias, pool_cls, arguments, creator) -> Pool:
-    # Our give-back (checkout.on_give_back) replaces SQLAlchemy's blanket
+    # Our give-back (checkout.give_back) replaces SQLAlchemy's blanket
     # ROLLBACK: it rolls back only when a transaction is open.
-    events = [*(arguments.get("events") or []), (checkout_path.on_give_back, "reset")]
-    arguments = {**arguments, "reset_on_return": None, "events": events}
+    arguments = {**arguments, "reset_on_return": None}
     try:
         return pool_cls(creator, dialect=_DIALECT, **arguments)
     except (TypeError, ValueError) as error:

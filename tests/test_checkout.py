@@ -228,3 +228,29 @@ def test_reset_session_always_resets_what_statement_text_cannot_show():
         with wrapper.cursor() as cursor:
             cursor.execute(look)
             assert cursor.fetchall() == ((None,),)
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "timeout": 2})
+def test_a_thread_that_dies_holding_a_connection_gives_it_back_cleaned(table):
+    import gc
+    import threading
+
+    seen = {}
+
+    def careless():
+        wrapper = connections["default"]
+        wrapper.set_autocommit(False)
+        with wrapper.cursor() as cursor:
+            cursor.execute("INSERT INTO giveback VALUES (9, 'abandoned')")
+            cursor.execute("SELECT CONNECTION_ID()")
+            seen["id"] = cursor.fetchone()[0]
+        # ends without close(), autocommit off, transaction open
+
+    thread = threading.Thread(target=careless, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    del thread
+    gc.collect()
+    assert connection_id() == seen["id"]  # back in the pool: no PoolTimeout
+    assert _rows() == [1]  # and its transaction was rolled back

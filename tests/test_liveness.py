@@ -143,3 +143,12 @@ def test_pymysql_connections_are_kept_checked_and_cleaned():
     assert report["after_kill"] != report["first"]
     assert report["after_dirty"]["user_variable"] is None
     assert report["errors"] == []
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "ping_after_idle": 0})
+def test_a_live_connection_passes_the_ping_and_is_kept():
+    ids = set()
+    for _ in range(10):
+        ids.add(connection_id())
+        connections["default"].close()
+    assert len(ids) == 1
