@@ -19,7 +19,14 @@ setup(
         "mysqlclient>=2.2",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.2", "mirakuru>=2.5", "PyMySQL>=1.1"],
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.5",
+            "pytest-timeout>=2.2",
+            "pytest-django>=4.8",
+            "mirakuru>=2.5",
+            "PyMySQL>=1.1",
+        ],
     },
     classifiers=[
         "Framework :: Django",
