@@ -26,6 +26,7 @@ setup(
             "pytest-django>=4.8",
             "mirakuru>=2.5",
             "PyMySQL>=1.1",
+            "gunicorn>=22",
         ],
     },
     classifiers=[
