@@ -21,6 +21,7 @@ from . import checkout as checkout_path
 from . import conf, forks
 from .checkout import PooledConnection
 from .errors import PoolTimeout
+from .queue_pool import BurstKeepingQueuePool
 
 logger = logging.getLogger("django_mysqlpool")
 
@@ -157,6 +158,40 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
 os.register_at_fork(after_in_child=_forget_parent_pools)
 
 
+class _IdleSweeper(threading.Thread):
+    """Retires idle connections of every pool even when no request comes.
+
+    One daemon thread per process, started with the first pool (and again in
+    a forked child, where the parent's thread does not exist).
+    """
+
+    INTERVAL = 1.0  # seconds; retire_idle() itself keeps to idle_timeout / 4
+
+    _running: "_IdleSweeper | None" = None
+
+    def __init__(self) -> None:
+        super().__init__(name="django_mysqlpool idle sweeper", daemon=True)
+        self.pid = os.getpid()
+
+    @classmethod
+    def ensure_running(cls) -> None:
+        running = cls._running
+        if running is None or running.pid != os.getpid() or not running.is_alive():
+            cls._running = cls()
+            cls._running.start()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL)
+            if self.pid != os.getpid():
+                return
+            for managed in list(_pools.values()):
+                try:
+                    managed.retire_idle()
+                except Exception:  # never let the sweeper die
+                    logger.exception("retiring idle connections of %r failed", managed)
+
+
 def pool_for_connection(
     alias: str,
     conn_params: dict[str, Any],
@@ -188,6 +223,7 @@ def pool_for_connection(
             pool = _create_pool(alias, pool_cls, arguments, open_connection)
             managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
             logger.debug("created %r", managed)
+            _IdleSweeper.ensure_running()
     return managed
 
 
@@ -254,8 +290,9 @@ def _create_pool(alias, pool_cls, arguments, creator) -> Pool:
     # Our give-back (checkout.give_back) replaces SQLAlchemy's blanket
     # ROLLBACK: it rolls back only when a transaction is open.
     arguments = {**arguments, "reset_on_return": None}
+    implementation = BurstKeepingQueuePool if pool_cls is QueuePool else pool_cls
     try:
-        return pool_cls(creator, dialect=_DIALECT, **arguments)
+        return implementation(creator, dialect=_DIALECT, **arguments)
     except (TypeError, ValueError) as error:
         raise ImproperlyConfigured(
             f"{pool_cls.__name__} refused the arguments from MYSQLPOOL_ARGUMENTS "
