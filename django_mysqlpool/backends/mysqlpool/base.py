@@ -70,6 +70,19 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._just_checked_out = True
         return connection
 
+    def set_autocommit(self, autocommit, force_begin_transaction_with_broken_autocommit=False):
+        if (
+            self._just_checked_out
+            and not force_begin_transaction_with_broken_autocommit
+            and self.connection.get_autocommit() == autocommit
+        ):
+            # Inside connect(), on a pooled session already in that mode (the
+            # driver knows without asking the server): nothing to change, and
+            # the checks Django's version makes were all just done by connect().
+            self.autocommit = autocommit
+            return
+        super().set_autocommit(autocommit, force_begin_transaction_with_broken_autocommit)
+
     def init_connection_state(self):
         connection = self.connection
         if not isinstance(connection, PooledConnection):
