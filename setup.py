@@ -27,6 +27,7 @@ setup(
             "mirakuru>=2.5",
             "PyMySQL>=1.1",
             "gunicorn>=22",
+            "gevent>=24.2",
         ],
     },
     classifiers=[
