@@ -28,6 +28,7 @@ setup(
             "PyMySQL>=1.1",
             "gunicorn>=22",
             "gevent>=24.2",
+            "celery>=5.6",
         ],
     },
     classifiers=[
