@@ -156,8 +156,8 @@ def main() -> int:
         print(f"{label:<34} {len(result['ids']):>26} {result['peak']:>15} {result['left']:>11} "
               f"{len(result['errors']):>7} {result['elapsed']:>8.2f}")
     print(f"\nThe pool served {THREADS} threads with at most {bound} physical connections and "
-          f"kept {POOL['pool_size']} idle ones open for the next requests; the stock engine "
-          "opened one per thread and closed it.")
+          "kept them open for the next requests (those beyond pool_size close once idle for "
+          "idle_timeout); the stock engine opened one per thread and closed it.")
     print("\nWhen every connection is in use and none comes back within the timeout:")
     print("  " + show_exhaustion())
     admin.cursor().execute(f"DROP DATABASE IF EXISTS `{DATABASE}`")
