@@ -232,6 +232,10 @@ class _ThreadHoldings:
 _thread_local = threading.local()
 
 
+def _NO_HOLDINGS() -> None:
+    return None
+
+
 def _holdings_of_this_thread() -> "weakref.ref[_ThreadHoldings]":
     try:
         return _thread_local.holdings_ref
@@ -252,16 +256,29 @@ class PooledConnection:
 
     __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings")
 
-    def __init__(self, record: Any, connection: Any, origin: Any) -> None:
+    def __init__(self, record: Any, connection: Any, origin: Any, tie_to_thread: bool = True) -> None:
         self._record = record
         self._driver_connection = connection
         # The registry's record of the pool: tells whether it was disposed
         # while this connection was out, and retires idle connections.
         self._origin = origin
         self._last_used = time.monotonic()
-        # A weak reference, so the thread's holdings are in no cycle.
-        self._holdings = _holdings_of_this_thread()
-        self._holdings().held.append(self)
+        self._holdings = _NO_HOLDINGS
+        if tie_to_thread:
+            # A weak reference, so the thread's holdings are in no cycle.
+            self._holdings = _holdings_of_this_thread()
+            self._holdings().held.append(self)
+
+    def untie_from_thread(self) -> None:
+        """Keep this connection out when the thread that checked it out ends.
+
+        For a connection Django lets several threads share
+        (inc_thread_sharing()): another thread may still be using it.
+        """
+        holdings = self._holdings()
+        self._holdings = _NO_HOLDINGS
+        if holdings is not None and self in holdings.held:
+            holdings.held.remove(self)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._driver_connection, name)

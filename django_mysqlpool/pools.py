@@ -227,8 +227,13 @@ def pool_for_connection(
     return managed
 
 
-def checkout(alias: str, managed: ManagedPool, connect_error: type[Exception]) -> PooledConnection:
+def checkout(
+    alias: str, managed: ManagedPool, connect_error: type[Exception], tie_to_thread: bool = True
+) -> PooledConnection:
     """A live connection from managed's pool.
+
+    tie_to_thread: give it back when the calling thread ends, if it is still
+    out then (False for a connection Django lets threads share).
 
     connect_error is the driver's OperationalError, raised when the server
     cannot be reached or refuses the login; it becomes Django's
@@ -254,7 +259,7 @@ def checkout(alias: str, managed: ManagedPool, connect_error: type[Exception]) -
         except connect_error as error:
             raise OperationalError(*_connect_failure_args(alias, managed, error.args)) from error
         if checkout_path.usable_at_checkout(connection, time.monotonic(), pre_ping):
-            return PooledConnection(record, connection, managed)
+            return PooledConnection(record, connection, managed, tie_to_thread)
         logger.debug("replacing a dead or expired connection from %r", managed)
         record.invalidate()
         record.checkin(_fairy_was_created=False)

@@ -66,9 +66,19 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             )
             if params is conn_params:
                 self._connection_cache = (fingerprint, params, managed)
-        connection = pools.checkout(self.alias, managed, Database.OperationalError)
+        connection = pools.checkout(
+            self.alias, managed, Database.OperationalError,
+            tie_to_thread=not self.allow_thread_sharing,
+        )
         self._just_checked_out = True
         return connection
+
+    def inc_thread_sharing(self):
+        super().inc_thread_sharing()
+        if isinstance(self.connection, PooledConnection):
+            # Other threads may now use it: the end of the thread that
+            # checked it out must not give it back.
+            self.connection.untie_from_thread()
 
     def set_autocommit(self, autocommit, force_begin_transaction_with_broken_autocommit=False):
         if (
