@@ -25,15 +25,21 @@ logger = logging.getLogger("django_mysqlpool")
 _STATE = "_django_mysqlpool_state"
 _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
-# Statements that leave state in the session which ROLLBACK does not clear:
-# user variables, session variables, named and table locks, temporary
-# tables, prepared statements, handlers, a changed default database, and
-# whatever a stored procedure does. Matched on the statement text before
-# parameters are bound; a false positive costs one reset round trip.
-_SESSION_CHANGING = re.compile(
-    r"(?<!@)@(?!@)"
-    r"|\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE)\b"
-    r"|(?:^|;)\s*(?:SET|LOCK|USE|CALL|XA|LOAD)\b",
+# A statement may leave state in the session that ROLLBACK does not clear
+# (user and session variables, named, table and global locks, temporary
+# tables, prepared statements, handlers, another default database, whatever a
+# procedure does) unless, after any leading comments, it starts with one of
+# these words and contains none of the markers below. Matched on the text
+# before parameters are bound; a false positive costs one reset round trip.
+_PLAIN_START = re.compile(
+    r"\s*(?:(?:/\*(?!!).*?\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$))\s*)*"
+    r"(?:SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|"
+    r"RELEASE|SHOW|EXPLAIN|DESCRIBE|DESC|CREATE|ALTER|DROP|TRUNCATE|RENAME|ANALYZE|"
+    r"OPTIMIZE|CHECK|CHECKSUM)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_SESSION_MARKERS = re.compile(
+    r"(?<!@)@(?!@)|;|/\*!|\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE|FLUSH|BACKUP|LOCK)\b",
     re.IGNORECASE,
 )
 
@@ -42,9 +48,11 @@ class ConnectionState:
     """What the pool knows of one physical connection, kept on the connection."""
 
     __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
-                 "init_command", "session_token")
+                 "init_command", "database", "session_token", "lease")
 
-    def __init__(self, connection: Any, options: PoolOptions, init_command: str | None) -> None:
+    def __init__(
+        self, connection: Any, options: PoolOptions, init_command: str | None, database: str | None
+    ) -> None:
         now = time.monotonic()
         self.options = options
         lifetime = options.max_lifetime
@@ -59,8 +67,12 @@ class ConnectionState:
         self.control = drivers.SessionControl(connection)
         self.dirty = False
         self.init_command = init_command
+        self.database = database
         # What Django's init_connection_state() last set up on this session.
         self.session_token: Any = None
+        # Bumped at every checkout: a cursor from an earlier checkout must not
+        # run on a session that now belongs to someone else.
+        self.lease = 0
 
 
 def _unpatched_poll() -> Any:
@@ -77,9 +89,11 @@ def state_of(connection: Any) -> ConnectionState:
     return getattr(connection, _STATE)
 
 
-def prepare(connection: Any, options: PoolOptions, init_command: str | None) -> Any:
+def prepare(
+    connection: Any, options: PoolOptions, init_command: str | None, database: str | None
+) -> Any:
     """Fit a newly opened physical connection for the pool; returns it."""
-    setattr(connection, _STATE, ConnectionState(connection, options, init_command))
+    setattr(connection, _STATE, ConnectionState(connection, options, init_command, database))
     connection.cursorclass = _session_watching(connection.cursorclass)
     return connection
 
@@ -109,7 +123,10 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
     """Clean the session, then return the connection to its pool (or close it).
 
     Nothing is sent to the server when nothing happened: the transaction
-    flag comes from the last reply the driver already read.
+    flag comes from the last reply the driver already read. Whatever goes
+    wrong, even an interruption (gevent.Timeout, KeyboardInterrupt), the
+    record goes back to the pool, closed if it could not be cleaned, so the
+    pool never loses a slot.
     """
     if not forks.owned_here(connection):
         return  # a parent's connection, neutralised by forks.py: leave it be
@@ -118,17 +135,20 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
         if origin.disposed or (state.expires_at is not None and time.monotonic() >= state.expires_at):
             record.invalidate()
         elif state.dirty or state.options.reset_session == "always":
-            if state.control.can_reset:
+            if state.control.can_reset and state.database:
                 reset_session(connection, state)
             else:
-                record.invalidate()  # closing is the only reset this driver has
+                record.invalidate()  # closing is the only reset available
         elif state.control.in_transaction(connection) is not False:
             # Open, or the driver cannot tell: ROLLBACK also ends a transaction
             # begun with a raw START TRANSACTION under autocommit.
             connection.rollback()
-    except Exception as error:
-        logger.info("closing a connection that could not be cleaned: %s", error)
+    except BaseException as error:
+        logger.info("closing a connection that could not be cleaned: %r", error)
         record.invalidate(e=error)
+        if not isinstance(error, Exception):
+            record.checkin(_fairy_was_created=False)
+            raise
     state.returned_at = time.monotonic()
     record.checkin(_fairy_was_created=False)
     origin.retire_idle()
@@ -137,6 +157,9 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
 def reset_session(connection: Any, state: ConnectionState) -> None:
     """Reset everything a user left in the session, as a new connection has it."""
     state.control.reset(connection)
+    # COM_RESET_CONNECTION keeps the current database, which USE may have
+    # changed: back to the one the connection was opened for.
+    connection.select_db(state.database)
     state.session_token = None  # Django's session setup must run again
     if state.init_command:
         cursor = connection.cursor()
@@ -156,25 +179,37 @@ def _session_watching(cursor_class: type) -> type:
     if watching is not None:
         return watching
 
+    def __init__(self, connection, *args, **kwargs):
+        cursor_class.__init__(self, connection, *args, **kwargs)
+        self._mysqlpool_lease = state_of(connection).lease
+
+    def _watch(self, query):
+        state = state_of(self.connection)
+        if self._mysqlpool_lease != state.lease:
+            # Kept past close(): the session now belongs to someone else.
+            raise self.connection.InterfaceError(
+                0, "this cursor's connection was given back to the pool"
+            )
+        if query is None or _changes_session(query):
+            state.dirty = True
+
     def execute(self, query, args=None):
-        if _changes_session(query):
-            state_of(self.connection).dirty = True
+        _watch(self, query)
         return cursor_class.execute(self, query, args)
 
     def executemany(self, query, args):
-        if _changes_session(query):
-            state_of(self.connection).dirty = True
+        _watch(self, query)
         return cursor_class.executemany(self, query, args)
 
     def callproc(self, procname, args=()):
-        state_of(self.connection).dirty = True
+        _watch(self, None)
         return cursor_class.callproc(self, procname, args)
 
     watching = type(
         "SessionWatching" + cursor_class.__name__,
         (cursor_class,),
-        {"execute": execute, "executemany": executemany, "callproc": callproc,
-         "__module__": __name__},
+        {"__init__": __init__, "execute": execute, "executemany": executemany,
+         "callproc": callproc, "__module__": __name__},
     )
     _watching_classes[cursor_class] = watching
     return watching
@@ -183,7 +218,7 @@ def _session_watching(cursor_class: type) -> type:
 def _changes_session(query: Any) -> bool:
     if isinstance(query, (bytes, bytearray)):
         query = bytes(query).decode("utf-8", "replace")
-    return _SESSION_CHANGING.search(query) is not None
+    return _PLAIN_START.match(query) is None or _SESSION_MARKERS.search(query) is not None
 
 
 class _GivenBack:
@@ -257,7 +292,11 @@ class PooledConnection:
     __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings")
 
     def __init__(self, record: Any, connection: Any, origin: Any, tie_to_thread: bool = True) -> None:
-        self._record = record
+        state_of(connection).lease += 1
+        # A one-element list: list.pop() is atomic, so two threads closing a
+        # shared connection (or a close racing a thread's end) can never both
+        # give it back.
+        self._record = [record]
         self._driver_connection = connection
         # The registry's record of the pool: tells whether it was disposed
         # while this connection was out, and retires idle connections.
@@ -294,7 +333,13 @@ class PooledConnection:
 
     @property
     def given_back(self) -> bool:
-        return self._record is None
+        return not self._record
+
+    def _claim(self) -> Any:
+        try:
+            return self._record.pop()
+        except IndexError:
+            return None
 
     @property
     def state(self) -> ConnectionState:
@@ -320,7 +365,7 @@ class PooledConnection:
 
     def close(self) -> None:
         """Give the connection back: cleaned and pooled, or closed if it cannot be."""
-        record = self._record
+        record = self._claim()
         if record is None:
             return
         connection = self._driver_connection
@@ -329,7 +374,7 @@ class PooledConnection:
 
     def discard(self) -> None:
         """Close the physical connection instead of pooling it (it had an error)."""
-        record = self._record
+        record = self._claim()
         if record is None:
             return
         connection = self._driver_connection
@@ -342,7 +387,6 @@ class PooledConnection:
         # MySQLdb and PyMySQL connections both carry their error classes as
         # attributes (PEP 249's optional extension).
         error_class = getattr(self._driver_connection, "InterfaceError", RuntimeError)
-        self._record = None
         self._driver_connection = _GivenBack(error_class)
         holdings = self._holdings()
         if holdings is not None:
@@ -352,12 +396,12 @@ class PooledConnection:
                 pass
 
     def __del__(self) -> None:
-        if self._record is not None:
+        if self._record:
             try:
                 self.close()
             except Exception:  # at interpreter exit, or a dead server: nothing to tell
                 pass
 
     def __repr__(self) -> str:
-        state = "given back" if self._record is None else "checked out"
+        state = "checked out" if self._record else "given back"
         return f"<PooledConnection {state} from {self._origin!r}>"

@@ -215,10 +215,11 @@ def pool_for_connection(
         if managed is None:
             params = dict(conn_params)
             init_command = params.get("init_command")
+            database = params.get("database") or params.get("db")
 
             def open_connection():
                 connection = forks.adopt(connect(params))
-                return checkout_path.prepare(connection, options, init_command)
+                return checkout_path.prepare(connection, options, init_command, database)
 
             pool = _create_pool(alias, pool_cls, arguments, open_connection)
             managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
@@ -258,8 +259,12 @@ def checkout(
             raise PoolTimeout(_exhausted_message(alias, pool)) from None
         except connect_error as error:
             raise OperationalError(*_connect_failure_args(alias, managed, error.args)) from error
-        if checkout_path.usable_at_checkout(connection, time.monotonic(), pre_ping):
-            return PooledConnection(record, connection, managed, tie_to_thread)
+        try:
+            if checkout_path.usable_at_checkout(connection, time.monotonic(), pre_ping):
+                return PooledConnection(record, connection, managed, tie_to_thread)
+        except BaseException as error:  # an interrupted ping: the slot must come back
+            record._checkin_failed(error, _fairy_was_created=False)
+            raise
         logger.debug("replacing a dead or expired connection from %r", managed)
         record.invalidate()
         record.checkin(_fairy_was_created=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import queue as sqla_queue
 
 
 class BurstKeepingQueuePool(QueuePool):
@@ -45,6 +46,19 @@ class BurstKeepingQueuePool(QueuePool):
         # QueuePool derives this from the queue's capacity, which we widened:
         # open connections are size() + overflow(), minus the idle ones.
         return self._core_size + self._overflow - self._pool.qsize()
+
+    def dispose(self) -> None:
+        # QueuePool.dispose() resets the overflow counter as if nothing were
+        # checked out; connections that are out would then not count against
+        # the bound. Close the idle ones and count each one down instead.
+        while True:
+            try:
+                record = self._pool.get(False)
+            except sqla_queue.Empty:
+                break
+            record.close()
+            self._dec_overflow()
+        self.logger.info("Pool disposed. %s", self.status())
 
     def recreate(self) -> "BurstKeepingQueuePool":
         self.logger.info("Pool recreating")

@@ -256,3 +256,48 @@ def test_a_thread_that_dies_holding_a_connection_gives_it_back_cleaned(table):
     finally:
         gc.enable()
     assert _rows() == [1]  # and its transaction was rolled back
+
+
+def test_use_of_another_database_is_undone_for_the_next_user():
+    other = connections["other_db"].settings_dict["NAME"]
+    rows = _same_connection_next_user([f"USE `{other}`", "SET @marker = 1"], "SELECT DATABASE(), @marker")
+    assert rows == ((connections["default"].settings_dict["NAME"], None),)
+
+
+def test_a_session_change_behind_a_leading_comment_is_still_reset():
+    rows = _same_connection_next_user(["/* app */ SET SESSION sql_select_limit = 3"],
+                                      "SELECT @@SESSION.sql_select_limit")
+    assert rows == ((18446744073709551615,),)
+
+
+def test_a_global_read_lock_is_released_for_everyone(table):
+    _same_connection_next_user(["FLUSH TABLES WITH READ LOCK"], "SELECT 1")
+    connections["default"].close()
+    with connections["stock"].cursor() as cursor:  # would wait if the lock were kept
+        cursor.execute("SET SESSION lock_wait_timeout = 1")
+        cursor.execute("INSERT INTO giveback VALUES (5, 'no global lock')")
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_cursor_kept_past_close_cannot_touch_the_next_users_session():
+    wrapper = connections["default"]
+    first = connection_id()
+    kept = wrapper.connection.cursor()  # the driver's cursor, kept by careless code
+    wrapper.close()
+    assert connection_id() == first  # someone else has the session now
+    with pytest.raises(Exception, match="given back to the pool"):
+        kept.execute("COMMIT")
+
+
+def test_options_that_cannot_be_deep_copied_are_accepted():
+    import threading
+
+    wrapper = connections["default"]
+    uncopyable = threading.Lock()  # as an ssl.SSLContext is
+    wrapper.settings_dict["OPTIONS"] = {"pool": {"pool_size": 2}, "marker": uncopyable}
+    try:
+        params = wrapper.get_connection_params()
+        assert params["marker"] is uncopyable
+        assert wrapper.get_connection_params() is params  # reused while unchanged
+    finally:
+        wrapper.settings_dict["OPTIONS"] = {}

@@ -1,6 +1,5 @@
 """Django's MySQL backend, with connect() and close() routed through a pool."""
 
-import copy
 
 from django.db.backends.mysql.base import Database
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
@@ -10,6 +9,19 @@ from django_mysqlpool import pools
 from django_mysqlpool.checkout import PooledConnection
 
 from .creation import DatabaseCreation
+
+
+def _snapshot(value):
+    """A copy of OPTIONS to compare with later: containers copied, the rest kept.
+
+    Not deepcopy(): OPTIONS may hold objects that cannot be copied, such as
+    an ssl.SSLContext.
+    """
+    if isinstance(value, dict):
+        return {key: _snapshot(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(item) for item in value]
+    return value
 
 
 def _open_physical_connection(conn_params):
@@ -50,7 +62,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         params = super().get_connection_params()
         # Pool arguments are ours; the driver must never see them.
         params.pop("pool", None)
-        snapshot = fingerprint[:-1] + (copy.deepcopy(fingerprint[-1]),)
+        snapshot = fingerprint[:-1] + (_snapshot(fingerprint[-1]),)
         self._connection_cache = (snapshot, params, None)
         return params
 
