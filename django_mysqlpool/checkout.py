@@ -184,10 +184,13 @@ def _session_watching(cursor_class: type) -> type:
         self._mysqlpool_lease = state_of(connection).lease
 
     def _watch(self, query):
-        state = state_of(self.connection)
+        connection = self.connection
+        if connection is None:
+            return  # a closed cursor: the driver raises its own error
+        state = state_of(connection)
         if self._mysqlpool_lease != state.lease:
             # Kept past close(): the session now belongs to someone else.
-            raise self.connection.InterfaceError(
+            raise connection.InterfaceError(
                 0, "this cursor's connection was given back to the pool"
             )
         if query is None or _changes_session(query):

@@ -301,3 +301,12 @@ def test_options_that_cannot_be_deep_copied_are_accepted():
         assert wrapper.get_connection_params() is params  # reused while unchanged
     finally:
         wrapper.settings_dict["OPTIONS"] = {}
+
+
+def test_a_closed_cursor_raises_the_drivers_own_error():
+    from django.db import ProgrammingError
+
+    with connections["default"].cursor() as cursor:
+        pass
+    with pytest.raises(ProgrammingError):
+        cursor.execute("SELECT 1")
