@@ -30,6 +30,8 @@ import threading
 import django
 from django.conf import settings
 
+from tests.server import ServerAddress
+
 POOL_ARGUMENTS = {"pool_size": 5, "max_overflow": 5, "timeout": 10}
 
 settings.configure(
@@ -42,15 +44,9 @@ settings.configure(
     USE_TZ=True,
     DEFAULT_AUTO_FIELD="django.db.models.AutoField",
     DATABASES={
-        "default": {
-            "ENGINE": "django_mysqlpool.backends.mysqlpool",
-            "HOST": os.environ["MYSQL_HOST"],
-            "PORT": os.environ.get("MYSQL_PORT", "3306"),
-            "USER": os.environ.get("MYSQL_USER", "root"),
-            "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
-            "NAME": os.environ["MYSQLPOOL_ASGI_DATABASE"],
-            "CONN_MAX_AGE": 0,
-        }
+        "default": ServerAddress.from_environment().django_database(
+            os.environ["MYSQLPOOL_ASGI_DATABASE"], CONN_MAX_AGE=0
+        )
     },
     MYSQLPOOL_ARGUMENTS=POOL_ARGUMENTS,
     # Server errors and the pool's own notices go to stderr, where the test

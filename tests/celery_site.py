@@ -9,6 +9,8 @@ connection.close_pool()). MYSQLPOOL_CELERY_DATABASE names the database.
 
 import os
 
+from tests.server import ServerAddress
+
 POOL_ARGUMENTS = {"pool_size": 2, "max_overflow": 1, "timeout": 10}
 POOL_IN_OPTIONS = bool(os.environ.get("MYSQLPOOL_CELERY_POOL_IN_OPTIONS"))
 
@@ -16,16 +18,11 @@ SECRET_KEY = "django-mysqlpool-celery-test"
 USE_TZ = True
 INSTALLED_APPS = []
 DATABASES = {
-    "default": {
-        "ENGINE": "django_mysqlpool.backends.mysqlpool",
-        "HOST": os.environ["MYSQL_HOST"],
-        "PORT": os.environ.get("MYSQL_PORT", "3306"),
-        "USER": os.environ.get("MYSQL_USER", "root"),
-        "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
-        "NAME": os.environ["MYSQLPOOL_CELERY_DATABASE"],
-        "CONN_MAX_AGE": 0,
-        "OPTIONS": {"pool": dict(POOL_ARGUMENTS)} if POOL_IN_OPTIONS else {},
-    }
+    "default": ServerAddress.from_environment().django_database(
+        os.environ["MYSQLPOOL_CELERY_DATABASE"],
+        CONN_MAX_AGE=0,
+        OPTIONS={"pool": dict(POOL_ARGUMENTS)} if POOL_IN_OPTIONS else {},
+    )
 }
 if not POOL_IN_OPTIONS:
     MYSQLPOOL_ARGUMENTS = dict(POOL_ARGUMENTS)

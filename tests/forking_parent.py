@@ -20,33 +20,19 @@ import threading
 import django
 from django.conf import settings
 
+from tests.helpers import connection_id
+from tests.server import ServerAddress
+
 HOLDERS = 3
 
 
 def configure(database):
     settings.configure(
-        DATABASES={
-            "default": {
-                "ENGINE": "django_mysqlpool.backends.mysqlpool",
-                "HOST": os.environ["MYSQL_HOST"],
-                "PORT": os.environ["MYSQL_PORT"],
-                "USER": os.environ["MYSQL_USER"],
-                "PASSWORD": os.environ["MYSQL_PASSWORD"],
-                "NAME": database,
-            }
-        },
+        DATABASES={"default": ServerAddress.from_environment().django_database(database)},
         MYSQLPOOL_ARGUMENTS={"pool_size": 6, "max_overflow": 4, "timeout": 10},
         USE_TZ=True,
     )
     django.setup()
-
-
-def connection_id():
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT CONNECTION_ID()")
-        return cursor.fetchone()[0]
 
 
 def child_work(report_fd):

@@ -20,13 +20,12 @@ pymysql.install_as_MySQLdb()
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from tests.server import ServerAddress  # noqa: E402
+
 settings.configure(
-    DATABASES={"default": {
-        "ENGINE": "django_mysqlpool.backends.mysqlpool",
-        "HOST": os.environ["MYSQL_HOST"], "PORT": os.environ["MYSQL_PORT"],
-        "USER": os.environ["MYSQL_USER"], "PASSWORD": os.environ["MYSQL_PASSWORD"],
-        "NAME": os.environ["MYSQLPOOL_GEVENT_DATABASE"],
-    }},
+    DATABASES={"default": ServerAddress.from_environment().django_database(
+        os.environ["MYSQLPOOL_GEVENT_DATABASE"]
+    )},
     MYSQLPOOL_ARGUMENTS={"pool_size": 5, "max_overflow": 5, "timeout": 10},
     ROOT_URLCONF=__name__,
     ALLOWED_HOSTS=["*"],

@@ -15,13 +15,13 @@ import time
 import django
 from django.conf import settings
 
+from tests.helpers import connection_id
+from tests.server import ServerAddress
+
 settings.configure(
-    DATABASES={"default": {
-        "ENGINE": "django_mysqlpool.backends.mysqlpool",
-        "HOST": os.environ["MYSQL_HOST"], "PORT": os.environ["MYSQL_PORT"],
-        "USER": os.environ["MYSQL_USER"], "PASSWORD": os.environ["MYSQL_PASSWORD"],
-        "NAME": os.environ["MYSQLPOOL_PRELOAD_DATABASE"],
-    }},
+    DATABASES={"default": ServerAddress.from_environment().django_database(
+        os.environ["MYSQLPOOL_PRELOAD_DATABASE"]
+    )},
     MYSQLPOOL_ARGUMENTS={"pool_size": 4, "max_overflow": 2, "timeout": 10},
     ROOT_URLCONF=__name__,
     ALLOWED_HOSTS=["*"],
@@ -29,15 +29,9 @@ settings.configure(
 )
 django.setup()
 
-from django.db import connection, connections  # noqa: E402
+from django.db import connections  # noqa: E402
 from django.http import JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
-
-
-def connection_id():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT CONNECTION_ID()")
-        return cursor.fetchone()[0]
 
 
 def view(request):

@@ -19,25 +19,18 @@ pymysql.install_as_MySQLdb()
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from tests.helpers import connection_id  # noqa: E402
+from tests.server import ServerAddress  # noqa: E402
+
 
 def main():
     settings.configure(
-        DATABASES={"default": {
-            "ENGINE": "django_mysqlpool.backends.mysqlpool",
-            "HOST": os.environ["MYSQL_HOST"], "PORT": os.environ["MYSQL_PORT"],
-            "USER": os.environ["MYSQL_USER"], "PASSWORD": os.environ["MYSQL_PASSWORD"],
-            "NAME": sys.argv[1],
-        }},
+        DATABASES={"default": ServerAddress.from_environment().django_database(sys.argv[1])},
         MYSQLPOOL_ARGUMENTS={"pool_size": 1, "max_overflow": 0, "timeout": 5},
         USE_TZ=True,
     )
     django.setup()
     from django.db import connection
-
-    def connection_id():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT CONNECTION_ID()")
-            return cursor.fetchone()[0]
 
     errors, ids = [], set()
     report = {"driver": connection.Database.__name__}

@@ -53,6 +53,15 @@ class ServerAddress:
             "MYSQL_PASSWORD": self.password,
         }
 
+    def django_database(
+        self, name: str, engine: str = "django_mysqlpool.backends.mysqlpool", **extra
+    ) -> dict:
+        """A DATABASES entry for a database on this server."""
+        return {
+            "ENGINE": engine, "HOST": self.host, "PORT": str(self.port),
+            "USER": self.user, "PASSWORD": self.password, "NAME": name, **extra,
+        }
+
     def connect(self, **kwargs):
         """A plain MySQLdb connection, outside any pool (for admin queries)."""
         import MySQLdb
