@@ -27,21 +27,13 @@ logger = logging.getLogger("django_mysqlpool")
 
 
 class _DriverDialect(_ConnDialect):
-    """What SQLAlchemy's pool needs to know of the driver, without an Engine.
+    """How SQLAlchemy's pool closes a driver connection, without an Engine.
 
-    A bare pool raises NotImplementedError for pre_ping=True; this gives it
-    the driver's own ping(). Every call that talks to the server is refused
-    for a connection a parent process opened (see forks.py): in a forked
-    child, garbage collection may hand such a connection to the pool.
+    The pool's own reset, ping and checkout paths are not used (checkout.py
+    does that work); closing is, and it must never reach a connection that a
+    parent process opened (see forks.py): in a forked child, a pool may be
+    disposed or garbage-collected with the parent's connections in it.
     """
-
-    def do_rollback(self, dbapi_connection: Any) -> None:
-        if forks.owned_here(dbapi_connection):
-            dbapi_connection.rollback()
-
-    def do_commit(self, dbapi_connection: Any) -> None:
-        if forks.owned_here(dbapi_connection):
-            dbapi_connection.commit()
 
     def do_close(self, dbapi_connection: Any) -> None:
         if forks.owned_here(dbapi_connection):
@@ -49,15 +41,6 @@ class _DriverDialect(_ConnDialect):
             dbapi_connection.close()
 
     do_terminate = do_close
-
-    def _do_ping_w_event(self, dbapi_connection: Any) -> bool:
-        if not forks.owned_here(dbapi_connection):
-            return False
-        try:
-            dbapi_connection.ping()
-        except dbapi_connection.Error:
-            return False
-        return True
 
 
 _DIALECT = _DriverDialect()
