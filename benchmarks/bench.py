@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -207,7 +206,7 @@ def measure_storm(address: ServerAddress, engine: str, threads: int, cycles: int
 
 
 def print_cycle(results: dict) -> None:
-    print(f"\ncycle: one thread, ensure_connection + SELECT 1 + request end")
+    print("\ncycle: one thread, ensure_connection + SELECT 1 + request end")
     print(f"{'engine':<12} {'median us':>10} {'min..max us':>16} {'x persistent':>13} {'statements':>11}")
     for engine in ENGINES:
         r = results[engine]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger("django_mysqlpool")
 
