@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 from . import drivers, forks
 from .conf import PoolOptions
@@ -33,7 +33,7 @@ _POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 # before parameters are bound; a false positive costs one reset round trip.
 _PLAIN_START = re.compile(
     r"\s*(?:(?:/\*(?!!).*?\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$))\s*)*"
-    r"(?:SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|"
+    r"(SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|"
     r"RELEASE|SHOW|EXPLAIN|DESCRIBE|DESC|CREATE|ALTER|DROP|TRUNCATE|RENAME|ANALYZE|"
     r"OPTIMIZE|CHECK|CHECKSUM)\b",
     re.IGNORECASE | re.DOTALL,
@@ -42,13 +42,22 @@ _SESSION_MARKERS = re.compile(
     r"(?<!@)@(?!@)|;|/\*!|\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE|FLUSH|BACKUP|LOCK)\b",
     re.IGNORECASE,
 )
+# Under autocommit, a transaction stays open past a statement only if one of
+# these began it (BEGIN, START TRANSACTION, COMMIT AND CHAIN, ...); any other
+# way (SET autocommit, XA, a procedure) already makes the session dirty.
+_TRANSACTION_WORDS = frozenset(("BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"))
+# Substrings every marker contains. Searching an ORM query for the markers
+# themselves costs about 18 us per 350 characters (the regex tries each
+# alternative at each position); these plain substring tests cost about 1.5
+# us and let the regex run only on the rare query that has one.
+_MARKER_HINTS = ("@", ";", "/*!", "LOCK", "TEMPORARY", "HANDLER", "PREPARE", "FLUSH", "BACKUP")
 
 
 class ConnectionState:
     """What the pool knows of one physical connection, kept on the connection."""
 
     __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
-                 "init_command", "database", "session_token", "lease")
+                 "transaction_statement", "init_command", "database", "session_token", "lease")
 
     def __init__(
         self, connection: Any, options: PoolOptions, init_command: str | None, database: str | None
@@ -66,6 +75,9 @@ class ConnectionState:
             self.poller.register(fd, _POLL_EVENTS)
         self.control = drivers.SessionControl(connection)
         self.dirty = False
+        # A transaction-control statement ran since checkout: only then can a
+        # transaction be open under autocommit.
+        self.transaction_statement = False
         self.init_command = init_command
         self.database = database
         # What Django's init_connection_state() last set up on this session.
@@ -139,9 +151,14 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
                 reset_session(connection, state)
             else:
                 record.invalidate()  # closing is the only reset available
-        elif state.control.in_transaction(connection) is not False:
+        elif (
+            (state.transaction_statement or not connection.get_autocommit())
+            and state.control.in_transaction(connection) is not False
+        ):
             # Open, or the driver cannot tell: ROLLBACK also ends a transaction
-            # begun with a raw START TRANSACTION under autocommit.
+            # begun with a raw START TRANSACTION under autocommit. (Under
+            # autocommit with no transaction statement seen, none can be
+            # open, and even reading the flag is skipped: a few microseconds.)
             connection.rollback()
     except BaseException as error:
         logger.info("closing a connection that could not be cleaned: %r", error)
@@ -149,8 +166,9 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
         if not isinstance(error, Exception):
             record.checkin(_fairy_was_created=False)
             raise
+    state.transaction_statement = False
     state.returned_at = time.monotonic()
-    record.checkin(_fairy_was_created=False)
+    origin.return_record(record)
     origin.retire_idle()
 
 
@@ -193,8 +211,14 @@ def _session_watching(cursor_class: type) -> type:
             raise connection.InterfaceError(
                 0, "this cursor's connection was given back to the pool"
             )
-        if query is None or _changes_session(query):
+        if query is None:
             state.dirty = True
+            return
+        plain = _plain_statement(query)
+        if plain is None:
+            state.dirty = True
+        elif plain in _TRANSACTION_WORDS:
+            state.transaction_statement = True
 
     def execute(self, query, args=None):
         _watch(self, query)
@@ -218,10 +242,24 @@ def _session_watching(cursor_class: type) -> type:
     return watching
 
 
-def _changes_session(query: Any) -> bool:
+def _plain_statement(query: Any) -> str | None:
+    """The leading keyword (upper case) of a statement that leaves no session state; else None."""
     if isinstance(query, (bytes, bytearray)):
         query = bytes(query).decode("utf-8", "replace")
-    return _PLAIN_START.match(query) is None or _SESSION_MARKERS.search(query) is not None
+    plain = _PLAIN_START.match(query)
+    if plain is None:
+        return None
+    upper = query.upper()
+    for hint in _MARKER_HINTS:
+        if hint in upper:
+            if _SESSION_MARKERS.search(query) is not None:
+                return None
+            break
+    return plain.group(1).upper()
+
+
+def _changes_session(query: Any) -> bool:
+    return _plain_statement(query) is None
 
 
 class _GivenBack:
@@ -284,32 +322,62 @@ def _holdings_of_this_thread() -> "weakref.ref[_ThreadHoldings]":
 
 
 class PooledConnection:
-    """A driver connection checked out of a pool; close() gives it back.
+    """A Django wrapper's handle on a pooled physical connection; close() gives it back.
 
     Everything but close() is passed to the driver connection, so Django's
     MySQL backend uses it exactly as it would use MySQLdb's connection. If
     its thread ends while it is checked out, or it is garbage-collected,
     it gives the connection back then.
+
+    At a request's end the handle may instead be detached: the physical
+    connection goes back to the pool, and the handle stays with its Django
+    wrapper, which then looks just like a persistent connection between
+    requests. The next use of the handle checks a connection out again,
+    through the wrapper's reattach callback, so a request pays neither
+    Django's connect() nor its close().
     """
 
-    __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings")
+    __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings",
+                 "_reattach", "_released_state", "_released_lease")
 
-    def __init__(self, record: Any, connection: Any, origin: Any, tie_to_thread: bool = True) -> None:
-        state_of(connection).lease += 1
-        # A one-element list: list.pop() is atomic, so two threads closing a
-        # shared connection (or a close racing a thread's end) can never both
-        # give it back.
-        self._record = [record]
-        self._driver_connection = connection
+    def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
+        # A one-element list while checked out: list.pop() is atomic, so two
+        # threads closing a shared connection (or a close racing a thread's
+        # end) can never both give it back.
+        self._record: list[Any] = []
+        self._driver_connection: Any = None  # None: detached
         # The registry's record of the pool: tells whether it was disposed
         # while this connection was out, and retires idle connections.
+        self._origin: Any = None
+        self._last_used = 0.0
+        self._holdings = _NO_HOLDINGS
+        # Called with this handle to check a connection out into it again
+        # after detach(); None once closed.
+        self._reattach = reattach
+        # The session given back at the last detach() and its lease then: if
+        # nobody has checked it out since, it needs no setup at reattach.
+        self._released_state: ConnectionState | None = None
+        self._released_lease = 0
+
+    def attach(self, record: Any, connection: Any, origin: Any, tie_to_thread: bool = True) -> bool:
+        """Hold a connection just checked out; True if it is the session this
+        handle gave back last, untouched by anyone since."""
+        state = state_of(connection)
+        state.lease += 1
+        untouched = state is self._released_state and state.lease == self._released_lease + 1
+        self._released_state = None
+        self._driver_connection = connection
         self._origin = origin
         self._last_used = time.monotonic()
-        self._holdings = _NO_HOLDINGS
         if tie_to_thread:
-            # A weak reference, so the thread's holdings are in no cycle.
-            self._holdings = _holdings_of_this_thread()
-            self._holdings().held.append(self)
+            if self._holdings() is None:
+                # A weak reference, so the thread's holdings are in no cycle.
+                self._holdings = _holdings_of_this_thread()
+                self._holdings().held.append(self)
+        elif self._holdings is not _NO_HOLDINGS:
+            self.untie_from_thread()
+        self._record.append(record)  # last: from here on close() gives it back
+        return untouched
 
     def untie_from_thread(self) -> None:
         """Keep this connection out when the thread that checked it out ends.
@@ -322,21 +390,49 @@ class PooledConnection:
         if holdings is not None and self in holdings.held:
             holdings.held.remove(self)
 
+    def _attached_connection(self) -> Any:
+        connection = self._driver_connection
+        if connection is None:
+            reattach = self._reattach
+            if reattach is None:
+                raise RuntimeError("a closed PooledConnection has no way back to its pool")
+            reattach(self)
+            connection = self._driver_connection
+        return connection
+
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._driver_connection, name)
+        if name.startswith("__"):  # copy, pickle and friends probe these: never check out for them
+            raise AttributeError(name)
+        return getattr(self._attached_connection(), name)
+
+    def query(self, sql: Any) -> Any:
+        # The driver's low-level query() bypasses the cursors that watch the
+        # SQL: assume the worst (a reset at give-back).
+        connection = self._attached_connection()
+        state = state_of(connection)
+        state.dirty = state.transaction_statement = True
+        return connection.query(sql)
 
     def cursor(self, *args: Any) -> Any:
+        connection = self._driver_connection
+        if connection is None:
+            connection = self._attached_connection()
         self._last_used = time.monotonic()
-        return self._driver_connection.cursor(*args)
+        return connection.cursor(*args)
 
     @property
     def driver_connection(self) -> Any:
         """The driver's own connection object (MySQLdb's, or PyMySQL's)."""
-        return self._driver_connection
+        return self._attached_connection()
 
     @property
     def given_back(self) -> bool:
+        """True when no physical connection is checked out: detached or closed."""
         return not self._record
+
+    @property
+    def detached(self) -> bool:
+        return self._driver_connection is None
 
     def _claim(self) -> Any:
         try:
@@ -346,7 +442,7 @@ class PooledConnection:
 
     @property
     def state(self) -> ConnectionState:
-        return state_of(self._driver_connection)
+        return state_of(self._attached_connection())
 
     def stale(self) -> bool:
         """True if this held connection sat idle long and no longer answers.
@@ -356,6 +452,8 @@ class PooledConnection:
         whose loss must not be hidden.
         """
         connection = self._driver_connection
+        if connection is None or not self._record:
+            return False
         state = state_of(connection)
         ping_after = state.options.ping_after_idle
         if ping_after is None or time.monotonic() - self._last_used < ping_after:
@@ -366,32 +464,48 @@ class PooledConnection:
         self._last_used = time.monotonic()
         return not alive
 
-    def close(self) -> None:
-        """Give the connection back: cleaned and pooled, or closed if it cannot be."""
+    def detach(self) -> None:
+        """Give the connection back, keeping this handle ready to check one out again."""
         record = self._claim()
         if record is None:
             return
         connection = self._driver_connection
-        self._forget()
+        self._driver_connection = None
+        state = state_of(connection)
         give_back(record, connection, self._origin)
+        if record.dbapi_connection is connection:  # pooled, not closed
+            self._released_state = state
+            self._released_lease = state.lease
+
+    def close(self) -> None:
+        """Give the connection back: cleaned and pooled, or closed if it cannot be."""
+        record = self._claim()
+        connection = self._driver_connection
+        self._forget()
+        if record is not None:
+            give_back(record, connection, self._origin)
 
     def discard(self) -> None:
         """Close the physical connection instead of pooling it (it had an error)."""
         record = self._claim()
-        if record is None:
-            return
         connection = self._driver_connection
         self._forget()
-        if forks.owned_here(connection):
+        if record is not None and forks.owned_here(connection):
             record.invalidate()
             record.checkin(_fairy_was_created=False)
 
     def _forget(self) -> None:
+        connection = self._driver_connection
+        if isinstance(connection, _GivenBack):
+            return  # closed already
         # MySQLdb and PyMySQL connections both carry their error classes as
         # attributes (PEP 249's optional extension).
-        error_class = getattr(self._driver_connection, "InterfaceError", RuntimeError)
+        error_class = getattr(connection, "InterfaceError", None) or _interface_error()
         self._driver_connection = _GivenBack(error_class)
+        self._reattach = None
+        self._released_state = None
         holdings = self._holdings()
+        self._holdings = _NO_HOLDINGS
         if holdings is not None:
             try:
                 holdings.held.remove(self)
@@ -406,5 +520,17 @@ class PooledConnection:
                 pass
 
     def __repr__(self) -> str:
-        state = "checked out" if self._record else "given back"
+        if self._record:
+            state = "checked out"
+        elif self._driver_connection is None:
+            state = "detached"
+        else:
+            state = "closed"
         return f"<PooledConnection {state} from {self._origin!r}>"
+
+
+def _interface_error() -> type[Exception]:
+    # A handle closed while detached has no driver connection to ask.
+    from MySQLdb import InterfaceError
+
+    return InterfaceError

@@ -57,7 +57,10 @@ class _ConnectorC:
         import MySQLdb._mysql
 
         library = ctypes.CDLL(MySQLdb._mysql.__file__)
-        self.get_info = library.mariadb_get_info
+        # Reading the status flags only copies a field of the MYSQL struct, so
+        # it keeps the GIL (PyDLL): releasing it, as CDLL does, lets the 15
+        # other threads of a gunicorn worker cut in at every give-back.
+        self.get_info = ctypes.PyDLL(MySQLdb._mysql.__file__).mariadb_get_info
         self.get_info.restype = ctypes.c_char
         self.get_info.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
         self.reset_connection = library.mysql_reset_connection

@@ -66,6 +66,17 @@ class ManagedPool:
             conn_params.get("host", "localhost"), conn_params.get("port", 3306)
         )
         self.disposed = False
+        self._plain_return = isinstance(pool, BurstKeepingQueuePool)
+
+    def return_record(self, record: Any) -> None:
+        """Put a checked-out record back in the pool."""
+        pool = self.pool
+        if self._plain_return and not pool.dispatch.checkin and not record.finalize_callback:
+            # What record.checkin() would end with, minus its bookkeeping for
+            # SQLAlchemy's own connection proxies, which we never create.
+            pool._do_return_conn(record)
+        else:
+            record.checkin(_fairy_was_created=False)
 
     def retire_idle(self) -> None:
         """Close connections idle longer than idle_timeout, keeping min_idle of them.
@@ -77,21 +88,18 @@ class ManagedPool:
         if timeout is None or now < self._next_idle_sweep:
             return
         self._next_idle_sweep = now + max(timeout / 4, 0.05)
-        if not isinstance(self.pool, QueuePool):
+        if not isinstance(self.pool, BurstKeepingQueuePool):
             return
         keep = self.options.min_idle
         if keep is None:
             keep = self.pool.size()
-        idle = self.pool._pool  # SQLAlchemy's queue of idle records, oldest first
-        retired = []
-        with idle.mutex:
-            while len(idle.queue) > keep:
-                record = idle.queue[0]
-                connection = record.dbapi_connection
-                returned = checkout_path.state_of(connection).returned_at if connection else None
-                if returned is not None and now - returned < timeout:
-                    break
-                retired.append(idle.queue.popleft())
+
+        def idle_too_long(record: Any) -> bool:
+            connection = record.dbapi_connection
+            returned = checkout_path.state_of(connection).returned_at if connection else None
+            return returned is None or now - returned >= timeout
+
+        retired = self.pool.take_idle(keep, idle_too_long)
         for record in retired:
             record.close()
             self.pool._dec_overflow()  # as QueuePool does when it closes a surplus one
@@ -214,10 +222,22 @@ def pool_for_connection(
 def checkout(
     alias: str, managed: ManagedPool, connect_error: type[Exception], tie_to_thread: bool = True
 ) -> PooledConnection:
-    """A live connection from managed's pool.
+    """A live connection from managed's pool, in a handle of its own (not reattachable).
 
     tie_to_thread: give it back when the calling thread ends, if it is still
     out then (False for a connection Django lets threads share).
+    """
+    handle = PooledConnection()
+    record, connection = checkout_record(alias, managed, connect_error)
+    handle.attach(record, connection, managed, tie_to_thread)
+    return handle
+
+
+def checkout_record(alias: str, managed: ManagedPool, connect_error: type[Exception]) -> tuple[Any, Any]:
+    """A live connection from managed's pool: (its SQLAlchemy record, the driver connection).
+
+    The caller must attach them to a PooledConnection at once: that is what
+    gives the record back.
 
     connect_error is the driver's OperationalError, raised when the server
     cannot be reached or refuses the login; it becomes Django's
@@ -244,7 +264,7 @@ def checkout(
             raise OperationalError(*_connect_failure_args(alias, managed, error.args)) from error
         try:
             if checkout_path.usable_at_checkout(connection, time.monotonic(), pre_ping):
-                return PooledConnection(record, connection, managed, tie_to_thread)
+                return record, connection
         except BaseException as error:  # an interrupted ping: the slot must come back
             record._checkin_failed(error, _fairy_was_created=False)
             raise

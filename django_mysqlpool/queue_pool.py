@@ -1,22 +1,30 @@
-"""QueuePool that keeps the connections a burst opened, until they sit idle too long.
+"""QueuePool that keeps the connections a burst opened, with a lean checkout.
 
 SQLAlchemy's QueuePool closes an overflow connection the moment it is given
 back whenever pool_size connections are already idle. A site with more
 threads than pool_size then closes and reopens connections on nearly every
-request: the cost pooling exists to avoid. Here the idle queue holds up to
-pool_size + max_overflow connections (the bound on open connections is
-unchanged), and ManagedPool.retire_idle() closes those beyond min_idle once
-they have been idle for idle_timeout. Connections are reused last-in,
-first-out by default, so the ones a quiet period does not need sink to the
-bottom and retire.
+request: the cost pooling exists to avoid. Here every connection the bound
+allows may stay idle, and ManagedPool.retire_idle() closes those beyond
+min_idle once they have been idle for idle_timeout. Connections are reused
+last-in, first-out by default, so the ones a quiet period does not need sink
+to the bottom and retire.
+
+The idle connections sit in a deque under one lock instead of SQLAlchemy's
+queue: taking or returning one is a lock and a deque operation, where the
+queue's condition variables cost several microseconds per request. A
+checkout that has to wait also wakes when a connection is closed and its
+slot frees, which SQLAlchemy's queue does not notice.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from collections import deque
+from typing import Any, Callable
 
-from sqlalchemy.pool import QueuePool
-from sqlalchemy.util import queue as sqla_queue
+from sqlalchemy import exc
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 
 class BurstKeepingQueuePool(QueuePool):
@@ -33,29 +41,93 @@ class BurstKeepingQueuePool(QueuePool):
             creator, pool_size=pool_size, max_overflow=max_overflow, timeout=timeout,
             use_lifo=use_lifo, **kw,
         )
+        self._pool = None  # SQLAlchemy's queue; _idle replaces it
         self._core_size = pool_size
-        if pool_size > 0 and max_overflow > 0:
-            # Room to keep every connection the bound allows; the overflow
-            # counter still stops a checkout from opening one more.
-            self._pool.maxsize = pool_size + max_overflow
+        self._use_lifo = use_lifo
+        # Open connections are _core_size + _overflow, as in QueuePool.
+        self._idle: deque[ConnectionPoolEntry] = deque()  # oldest given back first
+        self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)
+        self._waiting = 0
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        deadline = None
+        with self._lock:
+            while True:
+                if self._idle:
+                    return self._idle.pop() if self._use_lifo else self._idle.popleft()
+                if self._max_overflow == -1 or self._overflow < self._max_overflow:
+                    self._overflow += 1  # a slot for a new connection, opened below
+                    break
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self._timeout
+                elif now >= deadline:
+                    raise exc.TimeoutError(
+                        "QueuePool limit of size %d overflow %d reached, "
+                        "connection timed out, timeout %0.2f"
+                        % (self.size(), self.overflow(), self._timeout),
+                        code="3o7r",
+                    )
+                self._waiting += 1
+                try:
+                    self._slot_freed.wait(deadline - now)
+                finally:
+                    self._waiting -= 1
+        try:
+            return self._create_connection()
+        except BaseException:
+            self._dec_overflow()
+            raise
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        with self._lock:
+            self._idle.append(record)
+            if self._waiting:
+                self._slot_freed.notify()
+
+    def _inc_overflow(self) -> bool:
+        with self._lock:
+            if self._max_overflow == -1 or self._overflow < self._max_overflow:
+                self._overflow += 1
+                return True
+            return False
+
+    def _dec_overflow(self) -> bool:
+        with self._lock:
+            self._overflow -= 1
+            if self._waiting:
+                self._slot_freed.notify()
+        return True
+
+    def take_idle(self, keep: int, may_retire: Callable[[ConnectionPoolEntry], bool]) -> list:
+        """Remove and return the oldest idle records may_retire() accepts, leaving keep idle.
+
+        The caller closes them and calls _dec_overflow() for each.
+        """
+        taken = []
+        with self._lock:
+            while len(self._idle) > keep and may_retire(self._idle[0]):
+                taken.append(self._idle.popleft())
+        return taken
 
     def size(self) -> int:
         return self._core_size
 
+    def checkedin(self) -> int:
+        return len(self._idle)
+
+    def overflow(self) -> int:
+        return self._overflow if self._core_size else 0
+
     def checkedout(self) -> int:
-        # QueuePool derives this from the queue's capacity, which we widened:
-        # open connections are size() + overflow(), minus the idle ones.
-        return self._core_size + self._overflow - self._pool.qsize()
+        return self._core_size + self._overflow - len(self._idle)
 
     def dispose(self) -> None:
         # QueuePool.dispose() resets the overflow counter as if nothing were
         # checked out; connections that are out would then not count against
         # the bound. Close the idle ones and count each one down instead.
-        while True:
-            try:
-                record = self._pool.get(False)
-            except sqla_queue.Empty:
-                break
+        for record in self.take_idle(0, lambda record: True):
             record.close()
             self._dec_overflow()
         self.logger.info("Pool disposed. %s", self.status())
@@ -67,7 +139,7 @@ class BurstKeepingQueuePool(QueuePool):
             pool_size=self._core_size,
             max_overflow=self._max_overflow,
             pre_ping=self._pre_ping,
-            use_lifo=self._pool.use_lifo,
+            use_lifo=self._use_lifo,
             timeout=self._timeout,
             recycle=self._recycle,
             echo=self.echo,

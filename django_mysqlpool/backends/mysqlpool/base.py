@@ -1,8 +1,11 @@
 """Django's MySQL backend, with connect() and close() routed through a pool."""
 
 
+import weakref
+
 from django.db.backends.mysql.base import Database
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
+from django.db.backends.signals import connection_created
 from django.utils.asyncio import async_unsafe
 
 from django_mysqlpool import pools
@@ -31,9 +34,24 @@ def _open_physical_connection(conn_params):
     return MySQLDatabaseWrapper.get_new_connection(None, conn_params)
 
 
+def _reattach_through(wrapper):
+    # A weak reference: the handle outlives nothing, and the thread's record
+    # of its handles must not keep Django's wrapper (and its cycles) alive.
+    wrapper_ref = weakref.ref(wrapper)
+
+    def reattach(handle):
+        wrapper = wrapper_ref()
+        if wrapper is None:
+            raise Database.InterfaceError(0, "this connection's Django wrapper is gone")
+        wrapper._reattach(handle)
+
+    return reattach
+
+
 class DatabaseWrapper(MySQLDatabaseWrapper):
     creation_class = DatabaseCreation
     _just_checked_out = False
+    _request_ending = False
     # (what the parameters were built from, the parameters, their pool)
     _connection_cache = (None, None, None)
 
@@ -66,8 +84,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._connection_cache = (snapshot, params, None)
         return params
 
-    @async_unsafe
-    def get_new_connection(self, conn_params):
+    def _checkout(self, conn_params) -> tuple:
         fingerprint, params, managed = self._connection_cache
         if managed is None or managed.disposed or params is not conn_params:
             managed = pools.pool_for_connection(
@@ -78,12 +95,53 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             )
             if params is conn_params:
                 self._connection_cache = (fingerprint, params, managed)
-        connection = pools.checkout(
-            self.alias, managed, Database.OperationalError,
-            tie_to_thread=not self.allow_thread_sharing,
-        )
+        record, connection = pools.checkout_record(self.alias, managed, Database.OperationalError)
+        return record, connection, managed
+
+    @async_unsafe
+    def get_new_connection(self, conn_params):
+        handle = PooledConnection(_reattach_through(self))
+        record, connection, managed = self._checkout(conn_params)
+        handle.attach(record, connection, managed, tie_to_thread=not self.allow_thread_sharing)
         self._just_checked_out = True
-        return connection
+        return handle
+
+    def _reattach(self, handle):
+        """Check a connection out into a handle detached at the last request's end.
+
+        Django's state is that of a persistent connection between requests;
+        only the session may differ. If it is the one this handle gave back
+        and nobody used it since, there is nothing to do (a LIFO pool makes
+        that the common case); otherwise it gets what connect() gives a new
+        connection: the wrapper's autocommit mode, Django's session setup
+        unless it already has it, and the connection_created signal.
+        """
+        record, connection, managed = self._checkout(self.get_connection_params())
+        if handle.attach(record, connection, managed, tie_to_thread=not self.allow_thread_sharing):
+            return
+        if connection.get_autocommit() != self.autocommit:
+            connection.autocommit(self.autocommit)
+        self._set_up_session(connection, handle.state)
+        connection_created.send(sender=self.__class__, connection=self)
+
+    def _session_token(self):
+        # Everything Django's setup depends on, besides the server (fixed per
+        # pool): the isolation level.
+        return ("isolation", self.isolation_level)
+
+    def _set_up_session(self, connection, state):
+        token = self._session_token()
+        if state.session_token == token:
+            # This pooled session already had Django's setup and nobody
+            # changed it since (a change triggers a full reset, which
+            # clears the token).
+            return
+        was_dirty = state.dirty
+        super().init_connection_state()
+        # Django's own SET statements are the session's baseline, not a
+        # change a later user needs protecting from.
+        state.dirty = was_dirty
+        state.session_token = token
 
     def inc_thread_sharing(self):
         super().inc_thread_sharing()
@@ -109,30 +167,20 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         connection = self.connection
         if not isinstance(connection, PooledConnection):
             return super().init_connection_state()
-        state = connection.state
-        # Everything Django's setup depends on, besides the server (fixed per
-        # pool): the isolation level.
-        token = ("isolation", self.isolation_level)
         if self._just_checked_out:
             self._just_checked_out = False
-            if state.session_token == token:
-                # This pooled session already had Django's setup and nobody
-                # changed it since (a change triggers a full reset, which
-                # clears the token). An explicit call still runs in full.
-                return
-        was_dirty = state.dirty
-        super().init_connection_state()
-        # Django's own SET statements are the session's baseline, not a
-        # change a later user needs protecting from.
-        state.dirty = was_dirty
-        state.session_token = token
+            self._set_up_session(connection, connection.state)
+            return
+        # An explicit call runs in full.
+        state = connection.state
+        state.session_token = None
+        self._set_up_session(connection, state)
 
     def close_if_health_check_failed(self):
         super().close_if_health_check_failed()
         connection = self.connection
         if (
             isinstance(connection, PooledConnection)
-            and not connection.given_back
             and not self.in_atomic_block
             and connection.stale()
         ):
@@ -140,6 +188,41 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             # server closed while it sat idle: replace it before the query.
             connection.discard()
             self.connection = None
+
+    def is_usable(self):
+        connection = self.connection
+        if isinstance(connection, PooledConnection) and connection.detached:
+            # Nothing is checked out; the next use checks out a live one.
+            return True
+        return super().is_usable()
+
+    def close_if_unusable_or_obsolete(self):
+        # Django's request-end check. When it closes a clean connection only
+        # because CONN_MAX_AGE has passed, close() detaches instead.
+        self._request_ending = True
+        try:
+            super().close_if_unusable_or_obsolete()
+        finally:
+            self._request_ending = False
+
+    @async_unsafe
+    def close(self):
+        connection = self.connection
+        if (
+            self._request_ending
+            and isinstance(connection, PooledConnection)
+            and not self.errors_occurred
+            and not self.in_atomic_block
+            and self.autocommit == self.settings_dict["AUTOCOMMIT"]
+        ):
+            # The physical connection goes back to the pool; the wrapper keeps
+            # the handle and so its state, as between two requests on a
+            # persistent connection, and skips connect() next time.
+            self.validate_thread_sharing()
+            self.run_on_commit = []
+            connection.detach()
+            return
+        super().close()
 
     def _close(self):
         connection = self.connection
