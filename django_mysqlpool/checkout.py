@@ -10,20 +10,18 @@ from __future__ import annotations
 import logging
 import random
 import re
-import select
-import sys
 import threading
 import time
 import weakref
 from typing import Any, Callable
 
 from . import drivers, forks
+from .socket_watch import SocketWatch
 from .conf import PoolOptions
 
 logger = logging.getLogger("django_mysqlpool")
 
 _STATE = "_django_mysqlpool_state"
-_POLL_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 # A statement may leave state in the session that ROLLBACK does not clear
 # (user and session variables, named, table and global locks, temporary
@@ -71,8 +69,7 @@ class ConnectionState:
         self.poller = None
         fd = drivers.descriptor(connection)
         if fd is not None and fd >= 0:
-            self.poller = _unpatched_poll()
-            self.poller.register(fd, _POLL_EVENTS)
+            self.poller = SocketWatch(fd)
         self.control = drivers.SessionControl(connection)
         self.dirty = False
         # A transaction-control statement ran since checkout: only then can a
@@ -85,16 +82,6 @@ class ConnectionState:
         # Bumped at every checkout: a cursor from an earlier checkout must not
         # run on a session that now belongs to someone else.
         self.lease = 0
-
-
-def _unpatched_poll() -> Any:
-    # gevent's patched poll() yields to its event loop even with a zero
-    # timeout: about 29 us instead of 1, while a connection is held. A
-    # zero-timeout poll never blocks, so the original is safe under gevent.
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None:
-        return monkey.get_original("select", "poll")()
-    return select.poll()
 
 
 def state_of(connection: Any) -> ConnectionState:
@@ -123,7 +110,7 @@ def usable_at_checkout(connection: Any, now: float, pre_ping: bool = False) -> b
     if ping_after is not None and now - state.returned_at >= ping_after:
         # Idle long enough for a peer to have vanished without a trace.
         return drivers.ping(connection)
-    if state.poller is not None and state.poller.poll(0):
+    if state.poller is not None and state.poller.signalled():
         # The server closed it (KILL, restart, wait_timeout) or sent
         # something unasked; buffered TLS records can look the same, so
         # confirm before throwing it away.
@@ -321,6 +308,13 @@ def _holdings_of_this_thread() -> "weakref.ref[_ThreadHoldings]":
         return _thread_local.holdings_ref
 
 
+# Driver connection methods that change the session without a cursor.
+_SESSION_METHODS = frozenset((
+    "query", "send_query", "select_db", "change_user", "set_character_set", "set_sql_mode",
+    "set_server_option", "begin",
+))
+
+
 class PooledConnection:
     """A Django wrapper's handle on a pooled physical connection; close() gives it back.
 
@@ -403,15 +397,13 @@ class PooledConnection:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # copy, pickle and friends probe these: never check out for them
             raise AttributeError(name)
-        return getattr(self._attached_connection(), name)
-
-    def query(self, sql: Any) -> Any:
-        # The driver's low-level query() bypasses the cursors that watch the
-        # SQL: assume the worst (a reset at give-back).
         connection = self._attached_connection()
-        state = state_of(connection)
-        state.dirty = state.transaction_statement = True
-        return connection.query(sql)
+        if name in _SESSION_METHODS:
+            # These bypass the cursors that watch the SQL: assume the worst
+            # (a reset at give-back, and a look at the transaction flag).
+            state = state_of(connection)
+            state.dirty = state.transaction_statement = True
+        return getattr(connection, name)
 
     def cursor(self, *args: Any) -> Any:
         connection = self._driver_connection

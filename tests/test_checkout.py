@@ -310,3 +310,42 @@ def test_a_closed_cursor_raises_the_drivers_own_error():
         pass
     with pytest.raises(ProgrammingError):
         cursor.execute("SELECT 1")
+
+
+@pytest.mark.parametrize("charset", ["latin1", "utf8mb4"])
+def test_the_configured_charset_survives_a_reset(charset):
+    wrapper = connections["default"]
+    wrapper.close()
+    wrapper.settings_dict["OPTIONS"] = {"charset": charset}
+    try:
+        rows = _same_connection_next_user(
+            ["SET NAMES ascii", "SET @dirty = 1"],
+            "SELECT @@SESSION.character_set_client, @@SESSION.character_set_results, "
+            "@@SESSION.character_set_connection",
+        )
+    finally:
+        wrapper.close()
+        wrapper.settings_dict["OPTIONS"] = {}
+    assert rows == ((charset, charset, charset),)
+
+
+@pytest.mark.parametrize("call", [
+    lambda raw: raw.select_db("information_schema"),
+    lambda raw: raw.set_character_set("latin1"),
+    lambda raw: raw.query("SET @left_behind = 1"),
+])
+def test_session_changes_through_the_drivers_own_methods_are_reset(call):
+    wrapper = connections["default"]
+    with override_settings(MYSQLPOOL_ARGUMENTS=SINGLE):
+        first = connection_id()
+        raw = wrapper.connection
+        call(raw)
+        if raw.field_count():  # query() leaves a result to read
+            raw.store_result()
+        wrapper.close()
+        assert connection_id() == first
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT DATABASE(), @@SESSION.character_set_client, @left_behind")
+            row = cursor.fetchone()
+        wrapper.close()
+    assert row == (wrapper.settings_dict["NAME"], "utf8mb4", None)
