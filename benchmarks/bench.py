@@ -8,8 +8,9 @@ engine alike:
 - cycle: one thread repeating what a request does to the database
   (ensure_connection(), SELECT 1 through a Django cursor, then Django's
   request-end close_if_unusable_or_obsolete()): median microseconds per cycle,
-  min..max over blocks, ratio to the persistent connection, and statements
-  per cycle seen by the server (deltas of its Questions counter);
+  min..max over blocks, ratio to the persistent connection (and the median
+  of each round's own ratio), and statements per cycle seen by the server
+  (deltas of its Questions counter);
 - storm: 1,000 threads each doing 10 cycles, released together: errors by
   type, peak server connections sampled from a separate connection,
   throughput;
@@ -29,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -126,12 +128,22 @@ def cycle_block(alias: str, cycles: int) -> float:
 
 
 def measure_cycle(address: ServerAddress, blocks: int, cycles: int) -> dict:
+    """Blocks of cycles per engine, in rounds: every round runs each engine once, in a shuffled order.
+
+    This machine's noise comes in bursts of a second or so; short blocks,
+    many rounds and a fresh order each round spread it over all engines
+    alike. Next to the ratio of medians, the median of each round's own
+    ratio to persistent shows how much of a difference noise could explain.
+    """
     admin = address.connect()
     results = {engine: {"block_us": [], "statements_per_cycle": []} for engine in ENGINES}
+    order = random.Random(6)  # the same sequence of orders on every run
     for engine in ENGINES:  # warm up: pools filled, sessions set up
         cycle_block(engine, 50)
     for _ in range(blocks):
-        for engine in ENGINES:  # interleaved
+        engines = list(ENGINES)
+        order.shuffle(engines)
+        for engine in engines:
             before = questions(admin)
             seconds = cycle_block(engine, cycles)
             after = questions(admin)
@@ -144,6 +156,10 @@ def measure_cycle(address: ServerAddress, blocks: int, cycles: int) -> dict:
         result["median_us"] = statistics.median(result["block_us"])
         result["min_us"], result["max_us"] = min(result["block_us"]), max(result["block_us"])
         result["ratio_to_persistent"] = result["median_us"] / floor
+        result["median_round_ratio"] = statistics.median(
+            mine / theirs
+            for mine, theirs in zip(result["block_us"], results["persistent"]["block_us"])
+        )
         result["statements"] = statistics.median(result["statements_per_cycle"])
     return results
 
@@ -207,11 +223,13 @@ def measure_storm(address: ServerAddress, engine: str, threads: int, cycles: int
 
 def print_cycle(results: dict) -> None:
     print("\ncycle: one thread, ensure_connection + SELECT 1 + request end")
-    print(f"{'engine':<12} {'median us':>10} {'min..max us':>16} {'x persistent':>13} {'statements':>11}")
+    print(f"{'engine':<12} {'median us':>10} {'min..max us':>16} {'x persistent':>13} "
+          f"{'round ratio':>12} {'statements':>11}")
     for engine in ENGINES:
         r = results[engine]
         print(f"{engine:<12} {r['median_us']:>10.1f} {r['min_us']:>7.1f}..{r['max_us']:<8.1f} "
-              f"{r['ratio_to_persistent']:>13.2f} {r['statements']:>11.2f}")
+              f"{r['ratio_to_persistent']:>13.2f} {r['median_round_ratio']:>12.2f} "
+              f"{r['statements']:>11.2f}")
 
 
 def print_storm(results: list[dict]) -> None:
@@ -238,7 +256,7 @@ def main() -> int:
         "python": platform.python_version(), "django": django.__version__,
         "load_average_before": os.getloadavg(),
     }
-    blocks, cycles = (5, 500) if options.quick else (15, 2000)
+    blocks, cycles = (8, 250) if options.quick else (40, 500)
     report["cycle"] = measure_cycle(address, blocks, cycles)
     print_cycle(report["cycle"])
     storm_threads = 200 if options.quick else 1000

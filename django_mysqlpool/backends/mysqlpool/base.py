@@ -199,6 +199,13 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def close_if_unusable_or_obsolete(self):
         # Django's request-end check. When it closes a clean connection only
         # because CONN_MAX_AGE has passed, close() detaches instead.
+        connection = self.connection
+        if isinstance(connection, PooledConnection) and connection.detached:
+            # Nothing is checked out, and nothing can have changed since the
+            # detach (any use checks a connection out first): Django's checks
+            # would all pass, and the close they lead to would do nothing.
+            self.health_check_done = False
+            return
         self._request_ending = True
         try:
             super().close_if_unusable_or_obsolete()
