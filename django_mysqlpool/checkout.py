@@ -118,8 +118,11 @@ def usable_at_checkout(connection: Any, now: float, pre_ping: bool = False) -> b
     return True
 
 
-def give_back(record: Any, connection: Any, origin: Any) -> None:
+def give_back(record: Any, connection: Any, origin: Any) -> bool:
     """Clean the session, then return the connection to its pool (or close it).
+
+    True if the session went back as it was (at most rolled back); False if
+    it was reset or the connection closed.
 
     Nothing is sent to the server when nothing happened: the transaction
     flag comes from the last reply the driver already read. Whatever goes
@@ -128,8 +131,9 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
     pool never loses a slot.
     """
     if not forks.owned_here(connection):
-        return  # a parent's connection, neutralised by forks.py: leave it be
+        return False  # a parent's connection, neutralised by forks.py: leave it be
     state = state_of(connection)
+    intact = False
     try:
         if origin.disposed or (state.expires_at is not None and time.monotonic() >= state.expires_at):
             record.invalidate()
@@ -147,7 +151,11 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
             # autocommit with no transaction statement seen, none can be
             # open, and even reading the flag is skipped: a few microseconds.)
             connection.rollback()
+            intact = True
+        else:
+            intact = True
     except BaseException as error:
+        intact = False
         logger.info("closing a connection that could not be cleaned: %r", error)
         record.invalidate(e=error)
         if not isinstance(error, Exception):
@@ -157,6 +165,7 @@ def give_back(record: Any, connection: Any, origin: Any) -> None:
     state.returned_at = time.monotonic()
     origin.return_record(record)
     origin.retire_idle()
+    return intact
 
 
 def reset_session(connection: Any, state: ConnectionState) -> None:
@@ -229,8 +238,27 @@ def _session_watching(cursor_class: type) -> type:
     return watching
 
 
+# Verdicts on recent statement texts. The ORM sends the same few texts over
+# and over (parameters are bound later), so most statements cost a lookup.
+_verdicts: dict[Any, str | None] = {}
+_MAX_VERDICTS = 2048
+
+
 def _plain_statement(query: Any) -> str | None:
     """The leading keyword (upper case) of a statement that leaves no session state; else None."""
+    try:
+        return _verdicts[query]
+    except (KeyError, TypeError):  # TypeError: a bytearray, which cannot be a key
+        pass
+    verdict = _classify(query)
+    if len(_verdicts) >= _MAX_VERDICTS:
+        _verdicts.clear()  # simpler than an LRU, and a miss costs only microseconds
+    if not isinstance(query, bytearray):
+        _verdicts[query] = verdict
+    return verdict
+
+
+def _classify(query: Any) -> str | None:
     if isinstance(query, (bytes, bytearray)):
         query = bytes(query).decode("utf-8", "replace")
     plain = _PLAIN_START.match(query)
@@ -464,8 +492,8 @@ class PooledConnection:
         connection = self._driver_connection
         self._driver_connection = None
         state = state_of(connection)
-        give_back(record, connection, self._origin)
-        if record.dbapi_connection is connection:  # pooled, not closed
+        if give_back(record, connection, self._origin):
+            # Pooled with its session as this wrapper left it (not reset).
             self._released_state = state
             self._released_lease = state.lease
 

@@ -247,3 +247,16 @@ def test_the_wrapper_state_between_requests_matches_a_persistent_connection():
         stock.settings_dict["CONN_MAX_AGE"] = 0
         stock.close()
         connections["default"].close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_session_this_wrapper_dirtied_is_set_up_again_after_its_reset():
+    wrapper = connections["default"]
+    first = connection_id()
+    with wrapper.cursor() as cursor:
+        cursor.execute("SET @left_behind = 1")
+    close_old_connections()  # reset at give-back: Django's setup is gone too
+    assert connection_id() == first  # the same session, which nobody else used
+    assert _one("SELECT @left_behind") is None
+    assert _one("SELECT @@SESSION.tx_isolation") == "READ-COMMITTED"
+    wrapper.close()

@@ -1,6 +1,7 @@
 """Django's MySQL backend, with connect() and close() routed through a pool."""
 
 
+import time
 import weakref
 
 from django.db.backends.mysql.base import Database
@@ -196,38 +197,58 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             return True
         return super().is_usable()
 
+    def _may_detach(self):
+        """True if a close now could keep the handle: a clean connection outside any transaction."""
+        return (
+            not self.errors_occurred
+            and not self.in_atomic_block
+            and self.autocommit == self.settings_dict["AUTOCOMMIT"]
+        )
+
     def close_if_unusable_or_obsolete(self):
-        # Django's request-end check. When it closes a clean connection only
-        # because CONN_MAX_AGE has passed, close() detaches instead.
+        # Django's request-end check. When it would close a clean connection
+        # only because CONN_MAX_AGE has passed, the connection is detached
+        # instead: back to the pool, the handle kept.
         connection = self.connection
-        if isinstance(connection, PooledConnection) and connection.detached:
-            # Nothing is checked out, and nothing can have changed since the
-            # detach (any use checks a connection out first): Django's checks
-            # would all pass, and the close they lead to would do nothing.
-            self.health_check_done = False
-            return
+        if isinstance(connection, PooledConnection):
+            if connection.detached:
+                # Nothing is checked out, and nothing can have changed since
+                # the detach (any use checks a connection out first): Django's
+                # checks would all pass, and the close they lead to would do
+                # nothing.
+                self.health_check_done = False
+                return
+            if (
+                self._may_detach()
+                and self.close_at is not None
+                and time.monotonic() >= self.close_at
+            ):
+                # Django's checks in short: autocommit as configured and no
+                # error, so its only reason left to close is the age.
+                self.health_check_done = False
+                self._detach(connection)
+                return
         self._request_ending = True
         try:
             super().close_if_unusable_or_obsolete()
         finally:
             self._request_ending = False
 
+    def _detach(self, connection):
+        # The physical connection goes back to the pool; the wrapper keeps
+        # the handle and so its state, as between two requests on a
+        # persistent connection, and skips connect() next time.
+        self.validate_thread_sharing()
+        self.run_on_commit = []
+        connection.detach()
+
     @async_unsafe
     def close(self):
         connection = self.connection
-        if (
-            self._request_ending
-            and isinstance(connection, PooledConnection)
-            and not self.errors_occurred
-            and not self.in_atomic_block
-            and self.autocommit == self.settings_dict["AUTOCOMMIT"]
-        ):
-            # The physical connection goes back to the pool; the wrapper keeps
-            # the handle and so its state, as between two requests on a
-            # persistent connection, and skips connect() next time.
-            self.validate_thread_sharing()
-            self.run_on_commit = []
-            connection.detach()
+        if self._request_ending and isinstance(connection, PooledConnection) and self._may_detach():
+            # Django's request-end check found the connection usable after an
+            # error, or too old: as above.
+            self._detach(connection)
             return
         super().close()
 
