@@ -242,6 +242,7 @@ def _session_watching(cursor_class: type) -> type:
 # and over (parameters are bound later), so most statements cost a lookup.
 _verdicts: dict[Any, str | None] = {}
 _MAX_VERDICTS = 2048
+_MAX_CACHED_LENGTH = 4096
 
 
 def _plain_statement(query: Any) -> str | None:
@@ -251,9 +252,11 @@ def _plain_statement(query: Any) -> str | None:
     except (KeyError, TypeError):  # TypeError: a bytearray, which cannot be a key
         pass
     verdict = _classify(query)
-    if len(_verdicts) >= _MAX_VERDICTS:
-        _verdicts.clear()  # simpler than an LRU, and a miss costs only microseconds
-    if not isinstance(query, bytearray):
+    # Long texts (a bulk INSERT's) are rarely sent twice and would make the
+    # cache large: at most 2048 texts of up to 4096 characters.
+    if len(query) <= _MAX_CACHED_LENGTH and not isinstance(query, bytearray):
+        if len(_verdicts) >= _MAX_VERDICTS:
+            _verdicts.clear()  # simpler than an LRU, and a miss costs only microseconds
         _verdicts[query] = verdict
     return verdict
 

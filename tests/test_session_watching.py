@@ -59,3 +59,14 @@ def test_the_fast_pre_check_agrees_with_the_full_regex(query):
     text = query.decode() if isinstance(query, bytes) else query
     full = _PLAIN_START.match(text) is None or _SESSION_MARKERS.search(text) is not None
     assert _changes_session(query) is full
+
+
+def test_verdicts_are_cached_for_short_texts_only():
+    from django_mysqlpool import checkout
+
+    short = "SELECT `id` FROM `t` WHERE `id` = %s /* cache me */"
+    long = "INSERT INTO `t` (`a`) VALUES " + ", ".join(["(%s)"] * 2000)
+    assert _changes_session(short) is False and _changes_session(long) is False
+    assert short in checkout._verdicts
+    assert long not in checkout._verdicts
+    assert _changes_session(short) is False  # from the cache, same answer
