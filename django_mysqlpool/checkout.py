@@ -31,31 +31,30 @@ _STATE = "_django_mysqlpool_state"
 # before parameters are bound; a false positive costs one reset round trip.
 _PLAIN_START = re.compile(
     r"\s*(?:(?:/\*(?!!).*?\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$))\s*)*"
-    r"(SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|"
+    r"(?:SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|"
     r"RELEASE|SHOW|EXPLAIN|DESCRIBE|DESC|CREATE|ALTER|DROP|TRUNCATE|RENAME|ANALYZE|"
     r"OPTIMIZE|CHECK|CHECKSUM)\b",
     re.IGNORECASE | re.DOTALL,
 )
 _SESSION_MARKERS = re.compile(
-    r"(?<!@)@(?!@)|;|/\*!|\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE|FLUSH|BACKUP|LOCK)\b",
+    r"(?<!@)@(?!@)|;|/\*!|\bNOT\s+ATOMIC\b|"
+    r"\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE|FLUSH|BACKUP|LOCK)\b",
     re.IGNORECASE,
 )
-# Under autocommit, a transaction stays open past a statement only if one of
-# these began it (BEGIN, START TRANSACTION, COMMIT AND CHAIN, ...); any other
-# way (SET autocommit, XA, a procedure) already makes the session dirty.
-_TRANSACTION_WORDS = frozenset(("BEGIN", "START", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"))
 # Substrings every marker contains. Searching an ORM query for the markers
 # themselves costs about 18 us per 350 characters (the regex tries each
 # alternative at each position); these plain substring tests cost about 1.5
 # us and let the regex run only on the rare query that has one.
-_MARKER_HINTS = ("@", ";", "/*!", "LOCK", "TEMPORARY", "HANDLER", "PREPARE", "FLUSH", "BACKUP")
+_MARKER_HINTS = (
+    "@", ";", "/*!", "ATOMIC", "LOCK", "TEMPORARY", "HANDLER", "PREPARE", "FLUSH", "BACKUP",
+)
 
 
 class ConnectionState:
     """What the pool knows of one physical connection, kept on the connection."""
 
     __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
-                 "transaction_statement", "init_command", "database", "session_token", "lease")
+                 "init_command", "database", "session_token", "lease")
 
     def __init__(
         self, connection: Any, options: PoolOptions, init_command: str | None, database: str | None
@@ -72,15 +71,12 @@ class ConnectionState:
             self.poller = SocketWatch(fd)
         self.control = drivers.SessionControl(connection)
         self.dirty = False
-        # A transaction-control statement ran since checkout: only then can a
-        # transaction be open under autocommit.
-        self.transaction_statement = False
         self.init_command = init_command
         self.database = database
         # What Django's init_connection_state() last set up on this session.
         self.session_token: Any = None
-        # Bumped at every checkout: a cursor from an earlier checkout must not
-        # run on a session that now belongs to someone else.
+        # Bumped at every checkout and give-back: a cursor from an earlier
+        # checkout must not run on a session that is no longer its user's.
         self.lease = 0
 
 
@@ -133,6 +129,7 @@ def give_back(record: Any, connection: Any, origin: Any) -> bool:
     if not forks.owned_here(connection):
         return False  # a parent's connection, neutralised by forks.py: leave it be
     state = state_of(connection)
+    state.lease += 1  # cursors kept from now on refuse to run
     intact = False
     try:
         if origin.disposed or (state.expires_at is not None and time.monotonic() >= state.expires_at):
@@ -142,14 +139,12 @@ def give_back(record: Any, connection: Any, origin: Any) -> bool:
                 reset_session(connection, state)
             else:
                 record.invalidate()  # closing is the only reset available
-        elif (
-            (state.transaction_statement or not connection.get_autocommit())
-            and state.control.in_transaction(connection) is not False
-        ):
+        elif state.control.in_transaction(connection) is not False:
             # Open, or the driver cannot tell: ROLLBACK also ends a transaction
-            # begun with a raw START TRANSACTION under autocommit. (Under
-            # autocommit with no transaction statement seen, none can be
-            # open, and even reading the flag is skipped: a few microseconds.)
+            # begun with a raw START TRANSACTION under autocommit. The flag is
+            # read even then, not guessed from the SQL seen: a cursor of a
+            # class of the user's own, or the bare driver connection, would
+            # go unseen.
             connection.rollback()
             intact = True
         else:
@@ -161,7 +156,6 @@ def give_back(record: Any, connection: Any, origin: Any) -> bool:
         if not isinstance(error, Exception):
             record.checkin(_fairy_was_created=False)
             raise
-    state.transaction_statement = False
     state.returned_at = time.monotonic()
     origin.return_record(record)
     origin.retire_idle()
@@ -210,11 +204,8 @@ def _session_watching(cursor_class: type) -> type:
         if query is None:
             state.dirty = True
             return
-        plain = _plain_statement(query)
-        if plain is None:
+        if _changes_session(query):
             state.dirty = True
-        elif plain in _TRANSACTION_WORDS:
-            state.transaction_statement = True
 
     def execute(self, query, args=None):
         _watch(self, query)
@@ -240,13 +231,13 @@ def _session_watching(cursor_class: type) -> type:
 
 # Verdicts on recent statement texts. The ORM sends the same few texts over
 # and over (parameters are bound later), so most statements cost a lookup.
-_verdicts: dict[Any, str | None] = {}
+_verdicts: dict[Any, bool] = {}
 _MAX_VERDICTS = 2048
 _MAX_CACHED_LENGTH = 4096
 
 
-def _plain_statement(query: Any) -> str | None:
-    """The leading keyword (upper case) of a statement that leaves no session state; else None."""
+def _changes_session(query: Any) -> bool:
+    """False if the statement leaves no state in the session that a rollback would not clear."""
     try:
         return _verdicts[query]
     except (KeyError, TypeError):  # TypeError: a bytearray, which cannot be a key
@@ -261,23 +252,16 @@ def _plain_statement(query: Any) -> str | None:
     return verdict
 
 
-def _classify(query: Any) -> str | None:
+def _classify(query: Any) -> bool:
     if isinstance(query, (bytes, bytearray)):
         query = bytes(query).decode("utf-8", "replace")
-    plain = _PLAIN_START.match(query)
-    if plain is None:
-        return None
+    if _PLAIN_START.match(query) is None:
+        return True
     upper = query.upper()
     for hint in _MARKER_HINTS:
         if hint in upper:
-            if _SESSION_MARKERS.search(query) is not None:
-                return None
-            break
-    return plain.group(1).upper()
-
-
-def _changes_session(query: Any) -> bool:
-    return _plain_statement(query) is None
+            return _SESSION_MARKERS.search(query) is not None
+    return False
 
 
 class _GivenBack:
@@ -363,7 +347,7 @@ class PooledConnection:
     """
 
     __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings",
-                 "_reattach", "_released_state", "_released_lease")
+                 "_reattach", "_released_state", "_released_lease", "_reattaching")
 
     def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
         # A one-element list while checked out: list.pop() is atomic, so two
@@ -383,6 +367,9 @@ class PooledConnection:
         # nobody has checked it out since, it needs no setup at reattach.
         self._released_state: ConnectionState | None = None
         self._released_lease = 0
+        # Two threads sharing a wrapper (inc_thread_sharing()) must not both
+        # check a connection out into this handle.
+        self._reattaching = threading.RLock()
 
     def attach(self, record: Any, connection: Any, origin: Any, tie_to_thread: bool = True) -> bool:
         """Hold a connection just checked out; True if it is the session this
@@ -418,11 +405,14 @@ class PooledConnection:
     def _attached_connection(self) -> Any:
         connection = self._driver_connection
         if connection is None:
-            reattach = self._reattach
-            if reattach is None:
-                raise RuntimeError("a closed PooledConnection has no way back to its pool")
-            reattach(self)
-            connection = self._driver_connection
+            with self._reattaching:
+                connection = self._driver_connection
+                if connection is None:
+                    reattach = self._reattach
+                    if reattach is None:
+                        raise RuntimeError("a closed PooledConnection has no way back to its pool")
+                    reattach(self)
+                    connection = self._driver_connection
         return connection
 
     def __getattr__(self, name: str) -> Any:
@@ -431,22 +421,30 @@ class PooledConnection:
         connection = self._attached_connection()
         if name in _SESSION_METHODS:
             # These bypass the cursors that watch the SQL: assume the worst
-            # (a reset at give-back, and a look at the transaction flag).
-            state = state_of(connection)
-            state.dirty = state.transaction_statement = True
+            # (a reset at give-back).
+            state_of(connection).dirty = True
         return getattr(connection, name)
 
-    def cursor(self, *args: Any) -> Any:
+    def cursor(self, cursorclass: Any = None) -> Any:
         connection = self._driver_connection
         if connection is None:
             connection = self._attached_connection()
         self._last_used = time.monotonic()
-        return connection.cursor(*args)
+        if cursorclass is None:
+            return connection.cursor()
+        # A class of the caller's own (SSCursor, DictCursor, ...) is watched too.
+        return connection.cursor(_session_watching(cursorclass))
 
     @property
     def driver_connection(self) -> Any:
-        """The driver's own connection object (MySQLdb's, or PyMySQL's)."""
-        return self._attached_connection()
+        """The driver's own connection object (MySQLdb's, or PyMySQL's).
+
+        Whatever is done with it goes unseen, so the session is reset when it
+        is given back.
+        """
+        connection = self._attached_connection()
+        state_of(connection).dirty = True
+        return connection
 
     @property
     def given_back(self) -> bool:

@@ -46,7 +46,9 @@ class BurstKeepingQueuePool(QueuePool):
         self._use_lifo = use_lifo
         # Open connections are _core_size + _overflow, as in QueuePool.
         self._idle: deque[ConnectionPoolEntry] = deque()  # oldest given back first
-        self._lock = threading.Lock()
+        # Re-entrant: a connection garbage-collected while this thread holds
+        # the lock gives itself back through _do_return_conn().
+        self._lock = threading.RLock()
         self._slot_freed = threading.Condition(self._lock)
         self._waiting = 0
 

@@ -41,6 +41,8 @@ def table():
     connections["default"].close()
     yield "request_end"
     with connections["stock"].cursor() as cursor:
+        # A leaked transaction would hold a metadata lock: fail, never hang.
+        cursor.execute("SET SESSION lock_wait_timeout = 10")
         cursor.execute("DROP TABLE IF EXISTS request_end")
     connections["stock"].close()
 
@@ -260,3 +262,112 @@ def test_a_session_this_wrapper_dirtied_is_set_up_again_after_its_reset():
     assert _one("SELECT @left_behind") is None
     assert _one("SELECT @@SESSION.tx_isolation") == "READ-COMMITTED"
     wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_transaction_begun_on_a_cursor_class_of_ones_own_is_rolled_back(table):
+    import MySQLdb.cursors
+
+    first = connection_id()
+    cursor = connections["default"].connection.cursor(MySQLdb.cursors.Cursor)
+    cursor.execute("START TRANSACTION")
+    cursor.execute("INSERT INTO request_end VALUES (4)")
+    cursor.execute("SET @left_behind = 1")
+    cursor.close()
+    close_old_connections()
+    seen = []
+
+    def next_user():
+        seen.append((connection_id(), _one("SELECT @@in_transaction"), _one("SELECT @left_behind")))
+        connections["default"].close()
+
+    run_threads(next_user, 1)
+    assert seen == [(first, 0, None)]
+    assert _rows() == 0
+    connections["default"].close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_autocommit_turned_off_through_the_driver_is_restored_for_the_next_request(table):
+    wrapper = connections["default"]
+    connection_id()
+    wrapper.connection.autocommit(False)  # behind Django's back
+    close_old_connections()  # rolled back; the session is otherwise intact
+    with wrapper.cursor() as cursor:  # the next request, same thread, same session
+        cursor.execute("INSERT INTO request_end VALUES (5)")
+    close_old_connections()
+    assert _rows() == 1  # autocommit was on again: the row is committed
+    wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 2, "max_overflow": 0, "timeout": 5})
+def test_two_threads_sharing_a_wrapper_check_out_one_connection_into_its_handle():
+    wrapper = connections["default"]
+    connection_id()
+    wrapper.inc_thread_sharing()
+    try:
+        close_old_connections()
+        handle = wrapper.connection
+        assert handle.detached
+        start = threading.Barrier(4, timeout=10)
+
+        def use():
+            start.wait()
+            handle.cursor().close()
+
+        run_threads(use, 4)
+        assert len(handle._record) == 1
+        handle.detach()
+        assert wrapper.pool.pool.checkedout() == 0
+    finally:
+        wrapper.dec_thread_sharing()
+        wrapper.close()
+
+
+def test_a_cursor_kept_past_the_request_end_refuses_to_run():
+    from django.db import InterfaceError
+
+    cursor = connections["default"].cursor()
+    close_old_connections()
+    with pytest.raises(InterfaceError):
+        cursor.execute("SELECT 1")
+    connections["default"].close()
+
+
+def test_a_kept_handle_of_a_closed_wrapper_cannot_check_out():
+    from django.db import InterfaceError
+
+    wrapper = connections["default"]
+    connection_id()
+    close_old_connections()
+    handle = wrapper.connection
+    wrapper.connection = None  # what the fork hook does in a child
+    try:
+        with pytest.raises(InterfaceError):
+            with wrapper.wrap_database_errors:
+                handle.cursor()
+    finally:
+        wrapper.connection = handle
+        wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 1, "max_overflow": 0, "timeout": 5})
+def test_a_connection_given_back_while_its_thread_holds_the_pool_lock_does_not_deadlock():
+    """Garbage collection may run a handle's __del__ (a give-back) inside the pool's own lock."""
+    wrapper = connections["default"]
+    connection_id()
+    managed = wrapper.pool
+    wrapper.close()
+    record = managed.pool._do_get()
+    done = []
+
+    def give_back_under_the_lock():
+        with managed.pool._lock:
+            managed.pool._do_return_conn(record)
+        done.append(True)
+
+    thread = threading.Thread(target=give_back_under_the_lock, daemon=True)
+    thread.start()
+    thread.join(5)
+    assert done == [True]
+    assert managed.pool.checkedout() == 0

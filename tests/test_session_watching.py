@@ -41,6 +41,8 @@ SESSION_CHANGING = [
     "CALL p()",
     "HANDLER `t` OPEN",
     "PREPARE s FROM 'SELECT 1'",
+    "BEGIN NOT ATOMIC SET SESSION sql_mode = ''; END",
+    "begin not atomic select 1 end",
 ]
 
 

@@ -112,16 +112,29 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
         Django's state is that of a persistent connection between requests;
         only the session may differ. If it is the one this handle gave back
-        and nobody used it since, there is nothing to do (a LIFO pool makes
-        that the common case); otherwise it gets what connect() gives a new
-        connection: the wrapper's autocommit mode, Django's session setup
-        unless it already has it, and the connection_created signal.
+        and nobody used it since (a LIFO pool makes that the common case),
+        it is ready; otherwise it gets what connect() gives a new connection:
+        Django's setup unless it already has it, and the connection_created
+        signal. Either way the driver's autocommit mode is made the
+        wrapper's, and CONN_MAX_AGE counts from now, as after connect().
         """
+        if self.connection is not handle:
+            # Dropped by its wrapper (a fork, a close); a kept reference must
+            # not put Django's setup on some other session.
+            raise Database.InterfaceError(0, "this connection handle was closed")
         record, connection, managed = self._checkout(self.get_connection_params())
-        if handle.attach(record, connection, managed, tie_to_thread=not self.allow_thread_sharing):
-            return
+        untouched = handle.attach(
+            record, connection, managed, tie_to_thread=not self.allow_thread_sharing
+        )
+        max_age = self.settings_dict["CONN_MAX_AGE"]
+        self.close_at = None if max_age is None else time.monotonic() + max_age
+        self.health_check_done = True  # the checkout just checked it
         if connection.get_autocommit() != self.autocommit:
+            # Changed through the driver behind Django's back (no round trip
+            # to find out: the driver knows).
             connection.autocommit(self.autocommit)
+        if untouched:
+            return
         self._set_up_session(connection, handle.state)
         connection_created.send(sender=self.__class__, connection=self)
 
