@@ -371,3 +371,23 @@ def test_a_connection_given_back_while_its_thread_holds_the_pool_lock_does_not_d
     thread.join(5)
     assert done == [True]
     assert managed.pool.checkedout() == 0
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_session_state_a_connection_created_receiver_sets_is_there_at_every_request():
+    def set_variable(sender, connection, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SET @from_signal = 7")
+
+    wrapper = connections["default"]
+    wrapper.close()
+    connection_created.connect(set_variable, dispatch_uid="test_from_signal")
+    try:
+        seen = []
+        for _ in range(3):
+            seen.append(_one("SELECT @from_signal"))
+            close_old_connections()
+    finally:
+        connection_created.disconnect(dispatch_uid="test_from_signal")
+        wrapper.close()
+    assert seen == [7, 7, 7]
