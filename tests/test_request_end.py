@@ -9,6 +9,7 @@ for a session this wrapper did not just have.
 """
 
 import threading
+import time
 
 import pytest
 from django.db import close_old_connections, connections, transaction
@@ -300,11 +301,20 @@ def test_autocommit_turned_off_through_the_driver_is_restored_for_the_next_reque
     wrapper.close()
 
 
-@override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 2, "max_overflow": 0, "timeout": 5})
-def test_two_threads_sharing_a_wrapper_check_out_one_connection_into_its_handle():
+@override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 4, "max_overflow": 0, "timeout": 5})
+def test_two_threads_sharing_a_wrapper_check_out_one_connection_into_its_handle(monkeypatch):
+    from django_mysqlpool import pools
+
     wrapper = connections["default"]
     connection_id()
     wrapper.inc_thread_sharing()
+    checkout_record = pools.checkout_record
+
+    def slow_checkout_record(*args):
+        time.sleep(0.05)  # room for the other threads to race this one
+        return checkout_record(*args)
+
+    monkeypatch.setattr(pools, "checkout_record", slow_checkout_record)
     try:
         close_old_connections()
         handle = wrapper.connection
@@ -313,7 +323,10 @@ def test_two_threads_sharing_a_wrapper_check_out_one_connection_into_its_handle(
 
         def use():
             start.wait()
-            handle.cursor().close()
+            # Any attribute checks out; this one sends nothing, so the four
+            # threads never use the driver connection at once (mysqlclient
+            # refuses that).
+            handle.get_autocommit  # noqa: B018
 
         run_threads(use, 4)
         assert len(handle._record) == 1
