@@ -5,7 +5,9 @@
 Runs, in one invocation and interleaved so that machine noise hits every
 engine alike:
 
-- cycle: one thread repeating what a request does to the database
+- cycle (twice when this process may pin itself and a local server to
+  CPUs: client and server on the same CPU, then on separate CPUs; see
+  benchmarks/pinning.py): one thread repeating what a request does to the database
   (ensure_connection(), SELECT 1 through a Django cursor, then Django's
   request-end close_if_unusable_or_obsolete()): median microseconds per cycle,
   min..max over blocks, ratio to the persistent connection (and the median
@@ -42,6 +44,7 @@ sys.path.insert(0, ROOT)
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from benchmarks import pinning  # noqa: E402
 from tests.server import ServerAddress  # noqa: E402
 
 DATABASE = "mysqlpool_bench"
@@ -221,8 +224,8 @@ def measure_storm(address: ServerAddress, engine: str, threads: int, cycles: int
     }
 
 
-def print_cycle(results: dict) -> None:
-    print("\ncycle: one thread, ensure_connection + SELECT 1 + request end")
+def print_cycle(results: dict, pinning_mode: str) -> None:
+    print(f"\ncycle: one thread, ensure_connection + SELECT 1 + request end ({pinning_mode})")
     print(f"{'engine':<12} {'median us':>10} {'min..max us':>16} {'x persistent':>13} "
           f"{'round ratio':>12} {'statements':>11}")
     for engine in ENGINES:
@@ -257,8 +260,18 @@ def main() -> int:
         "load_average_before": os.getloadavg(),
     }
     blocks, cycles = (8, 250) if options.quick else (40, 500)
-    report["cycle"] = measure_cycle(address, blocks, cycles)
-    print_cycle(report["cycle"])
+    admin = address.connect()
+    cannot_pin = pinning.why_not(admin)
+    if cannot_pin:
+        report["cycle"] = measure_cycle(address, blocks, cycles)
+        print_cycle(report["cycle"], f"not pinned: {cannot_pin}")
+    else:
+        report["cycle_by_pinning"] = {}
+        for mode in pinning.MODES:
+            with pinning.pinned(admin, mode):
+                report["cycle_by_pinning"][mode] = measure_cycle(address, blocks, cycles)
+            print_cycle(report["cycle_by_pinning"][mode], f"client and server on {mode}")
+    admin.close()
     storm_threads = 200 if options.quick else 1000
     report["storm"] = [measure_storm(address, engine, storm_threads, 10) for engine in ("pool", "peer")]
     print_storm(report["storm"])
