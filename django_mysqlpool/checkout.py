@@ -201,10 +201,7 @@ def _session_watching(cursor_class: type) -> type:
             raise connection.InterfaceError(
                 0, "this cursor's connection was given back to the pool"
             )
-        if query is None:
-            state.dirty = True
-            return
-        if _changes_session(query):
+        if query is None or _changes_session(query):
             state.dirty = True
 
     def execute(self, query, args=None):

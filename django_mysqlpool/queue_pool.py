@@ -58,8 +58,7 @@ class BurstKeepingQueuePool(QueuePool):
             while True:
                 if self._idle:
                     return self._idle.pop() if self._use_lifo else self._idle.popleft()
-                if self._max_overflow == -1 or self._overflow < self._max_overflow:
-                    self._overflow += 1  # a slot for a new connection, opened below
+                if self._inc_overflow():  # a slot for a new connection, opened below
                     break
                 now = time.monotonic()
                 if deadline is None:

@@ -52,7 +52,6 @@ def _reattach_through(wrapper):
 class DatabaseWrapper(MySQLDatabaseWrapper):
     creation_class = DatabaseCreation
     _just_checked_out = False
-    _request_ending = False
     # (what the parameters were built from, the parameters, their pool)
     _connection_cache = (None, None, None)
 
@@ -210,18 +209,12 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             return True
         return super().is_usable()
 
-    def _may_detach(self):
-        """True if a close now could keep the handle: a clean connection outside any transaction."""
-        return (
-            not self.errors_occurred
-            and not self.in_atomic_block
-            and self.autocommit == self.settings_dict["AUTOCOMMIT"]
-        )
-
     def close_if_unusable_or_obsolete(self):
         # Django's request-end check. When it would close a clean connection
         # only because CONN_MAX_AGE has passed, the connection is detached
-        # instead: back to the pool, the handle kept.
+        # instead: back to the pool, the handle kept. Any other reason
+        # (an error, autocommit left changed) goes to Django's check and
+        # its full close.
         connection = self.connection
         if isinstance(connection, PooledConnection):
             if connection.detached:
@@ -232,38 +225,21 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
                 self.health_check_done = False
                 return
             if (
-                self._may_detach()
+                not self.errors_occurred
+                and not self.in_atomic_block
+                and self.autocommit == self.settings_dict["AUTOCOMMIT"]
                 and self.close_at is not None
                 and time.monotonic() >= self.close_at
             ):
-                # Django's checks in short: autocommit as configured and no
-                # error, so its only reason left to close is the age.
+                # The physical connection goes back to the pool; the wrapper
+                # keeps the handle and so its state, as between two requests
+                # on a persistent connection, and skips connect() next time.
+                self.validate_thread_sharing()
                 self.health_check_done = False
-                self._detach(connection)
+                self.run_on_commit = []
+                connection.detach()
                 return
-        self._request_ending = True
-        try:
-            super().close_if_unusable_or_obsolete()
-        finally:
-            self._request_ending = False
-
-    def _detach(self, connection):
-        # The physical connection goes back to the pool; the wrapper keeps
-        # the handle and so its state, as between two requests on a
-        # persistent connection, and skips connect() next time.
-        self.validate_thread_sharing()
-        self.run_on_commit = []
-        connection.detach()
-
-    @async_unsafe
-    def close(self):
-        connection = self.connection
-        if self._request_ending and isinstance(connection, PooledConnection) and self._may_detach():
-            # Django's request-end check found the connection usable after an
-            # error, or too old: as above.
-            self._detach(connection)
-            return
-        super().close()
+        super().close_if_unusable_or_obsolete()
 
     def _close(self):
         connection = self.connection
