@@ -24,7 +24,6 @@ setup(
             "pytest-xdist>=3.5",
             "pytest-timeout>=2.2",
             "pytest-django>=4.8",
-            "mirakuru>=2.5",
             "PyMySQL>=1.1",
             "gunicorn>=22",
             "gevent>=24.2",

@@ -10,17 +10,19 @@ packaged server only lets root in through the unix socket).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
-from mirakuru import TCPExecutor
-
 START_TIMEOUT = 60  # seconds: a cold first start on a busy 2-core machine
+STOP_TIMEOUT = 60  # seconds for a clean shutdown before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -102,8 +104,10 @@ class PrivateServer:
         self.port = free_port()
         self.server_options = server_options
         self.address = ServerAddress("127.0.0.1", self.port, "root", "")
-        self._executor: TCPExecutor | None = None
+        self._process: subprocess.Popen | None = None
+        self._owner = os.getpid()
         self._bootstrap()
+        _servers.add(self)
 
     def _bootstrap(self) -> None:
         command = [
@@ -149,20 +153,49 @@ class PrivateServer:
         return command
 
     def start(self) -> "PrivateServer":
-        self._executor = TCPExecutor(
+        # A plain child process, killed only through its pid. (mirakuru, used
+        # before, kills at every interpreter exit each process whose marker
+        # contains the exiting pid as a substring, and its markers hold random
+        # digits: any Python process exiting could take this server down.)
+        self._process = subprocess.Popen(
             self._command(),
-            host="127.0.0.1",
-            port=self.port,
-            timeout=START_TIMEOUT,
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for the caller stays there
         )
         try:
-            self._executor.start()
-        except Exception as error:
-            raise RuntimeError(f"MariaDB did not start:\n{self.error_log()}") from error
+            self._wait_until_listening()
+        except BaseException:
+            self.kill()
+            raise
         self._grant_root_over_tcp()
         return self
+
+    def _wait_until_listening(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(
+                    f"MariaDB exited with {self._process.returncode} while starting:\n{self.error_log()}"
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"MariaDB did not listen on port {self.port} within {START_TIMEOUT} s:\n"
+                        f"{self.error_log()}"
+                    ) from None
+                time.sleep(0.05)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running() else None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def _grant_root_over_tcp(self) -> None:
         import MySQLdb
@@ -178,13 +211,20 @@ class PrivateServer:
             admin.close()
 
     def stop(self) -> None:
-        if self._executor is not None and self._executor.running():
-            self._executor.stop()
+        """A clean shutdown (SIGTERM), forced after STOP_TIMEOUT."""
+        if self.running():
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.kill()
 
     def kill(self) -> None:
         """Stop the server the hard way, as a crash or an OOM kill would."""
-        if self._executor is not None and self._executor.running():
-            self._executor.kill(wait=True)
+        if self.running():
+            self._process.kill()
+        if self._process is not None:
+            self._process.wait(STOP_TIMEOUT)
 
     def error_log(self) -> str:
         try:
@@ -194,16 +234,31 @@ class PrivateServer:
             return "(no error log)"
 
     def destroy(self) -> None:
+        # Only the process that made the server may end it: a forked child
+        # inherits this object (and the exit hook below) but not the server.
+        if os.getpid() != self._owner:
+            return
         try:
             self.kill()
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
+            _servers.discard(self)
 
     def __enter__(self) -> "PrivateServer":
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.destroy()
+
+
+_servers: "set[PrivateServer]" = set()  # until destroyed
+
+
+@atexit.register
+def _destroy_leftover_servers() -> None:
+    """A caller that forgot destroy() (or crashed in a test) leaves no server behind."""
+    for server in list(_servers):
+        server.destroy()
 
 
 def main(argv: list[str]) -> int:
