@@ -16,8 +16,9 @@ import weakref
 from typing import Any, Callable
 
 from . import drivers, forks
-from .socket_watch import SocketWatch
 from .conf import PoolOptions
+from .queue_pool import ParkingSpot
+from .socket_watch import SocketWatch
 
 logger = logging.getLogger("django_mysqlpool")
 
@@ -54,7 +55,7 @@ class ConnectionState:
     """What the pool knows of one physical connection, kept on the connection."""
 
     __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
-                 "init_command", "database", "session_token", "lease")
+                 "init_command", "database", "session_token", "lease", "cursor_class")
 
     def __init__(
         self, connection: Any, options: PoolOptions, init_command: str | None, database: str | None
@@ -78,6 +79,9 @@ class ConnectionState:
         # Bumped at every checkout and give-back: a cursor from an earlier
         # checkout must not run on a session that is no longer its user's.
         self.lease = 0
+        # The watching cursor class PooledConnection.cursor() makes (set by
+        # prepare()).
+        self.cursor_class: Any = None
 
 
 def state_of(connection: Any) -> ConnectionState:
@@ -88,7 +92,9 @@ def prepare(
     connection: Any, options: PoolOptions, init_command: str | None, database: str | None
 ) -> Any:
     """Fit a newly opened physical connection for the pool; returns it."""
-    setattr(connection, _STATE, ConnectionState(connection, options, init_command, database))
+    state = ConnectionState(connection, options, init_command, database)
+    setattr(connection, _STATE, state)
+    state.cursor_class = _lean_watching(connection.cursorclass)
     connection.cursorclass = _session_watching(connection.cursorclass)
     return connection
 
@@ -162,6 +168,12 @@ def give_back(record: Any, connection: Any, origin: Any) -> bool:
     return intact
 
 
+def _replace(record: Any) -> None:
+    # A dead or expired connection: closed, its slot back in the pool.
+    record.invalidate()
+    record.checkin(_fairy_was_created=False)
+
+
 def reset_session(connection: Any, state: ConnectionState) -> None:
     """Reset everything a user left in the session, as a new connection has it."""
     state.control.reset(connection)
@@ -179,23 +191,45 @@ def reset_session(connection: Any, state: ConnectionState) -> None:
 
 
 _watching_classes: dict[type, type] = {}
+_lean_classes: dict[type, type] = {}
 
 
 def _session_watching(cursor_class: type) -> type:
-    """A subclass of the driver's cursor class that notes session-changing SQL."""
+    """A subclass of the driver's cursor class that notes session-changing SQL.
+
+    Its cursors note the lease of their connection as they are made, and
+    refuse to run once it was given back. This is the class of cursors
+    made on the bare driver connection.
+    """
     watching = _watching_classes.get(cursor_class)
     if watching is not None:
         return watching
+    lean = _lean_watching(cursor_class)
 
     def __init__(self, connection, *args, **kwargs):
         cursor_class.__init__(self, connection, *args, **kwargs)
         self._mysqlpool_lease = state_of(connection).lease
 
+    watching = type(lean.__name__, (lean,), {"__init__": __init__, "__module__": __name__})
+    _watching_classes[cursor_class] = watching
+    return watching
+
+
+def _lean_watching(cursor_class: type) -> type:
+    """_session_watching(cursor_class) without its __init__ (one Python call less).
+
+    For PooledConnection.cursor(), which sets the lease itself; until it
+    does, the cursor refuses to run.
+    """
+    lean = _lean_classes.get(cursor_class)
+    if lean is not None:
+        return lean
+
     def _watch(self, query):
         connection = self.connection
         if connection is None:
             return  # a closed cursor: the driver raises its own error
-        state = state_of(connection)
+        state = getattr(connection, _STATE)
         if self._mysqlpool_lease != state.lease:
             # Kept past close(): the session now belongs to someone else.
             raise connection.InterfaceError(
@@ -205,7 +239,18 @@ def _session_watching(cursor_class: type) -> type:
             state.dirty = True
 
     def execute(self, query, args=None):
-        _watch(self, query)
+        # _watch(self, query), inlined: it runs for every statement.
+        connection = self.connection
+        if connection is not None:
+            try:
+                plain = (
+                    self._mysqlpool_lease == getattr(connection, _STATE).lease
+                    and _verdicts[query] is False
+                )
+            except (KeyError, TypeError):  # a new text, or an unhashable bytearray
+                plain = False
+            if not plain:
+                _watch(self, query)
         return cursor_class.execute(self, query, args)
 
     def executemany(self, query, args):
@@ -216,14 +261,14 @@ def _session_watching(cursor_class: type) -> type:
         _watch(self, None)
         return cursor_class.callproc(self, procname, args)
 
-    watching = type(
+    lean = type(
         "SessionWatching" + cursor_class.__name__,
         (cursor_class,),
-        {"__init__": __init__, "execute": execute, "executemany": executemany,
-         "callproc": callproc, "__module__": __name__},
+        {"execute": execute, "executemany": executemany, "callproc": callproc,
+         "_mysqlpool_lease": -1, "__module__": __name__},
     )
-    _watching_classes[cursor_class] = watching
-    return watching
+    _lean_classes[cursor_class] = lean
+    return lean
 
 
 # Verdicts on recent statement texts. The ORM sends the same few texts over
@@ -278,6 +323,8 @@ class _GivenBack:
         def refuse(*args: Any, **kwargs: Any) -> Any:
             raise self._error_class(0, "the connection was given back to the pool")
 
+        if name == _STATE:  # PooledConnection.cursor() looks for it first
+            refuse()
         return refuse
 
 
@@ -344,7 +391,7 @@ class PooledConnection:
     """
 
     __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings",
-                 "_reattach", "_released_state", "_released_lease", "_reattaching")
+                 "_reattach", "_released_state", "_released_lease", "_reattaching", "_spot")
 
     def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
         # A one-element list while checked out: list.pop() is atomic, so two
@@ -367,6 +414,8 @@ class PooledConnection:
         # Two threads sharing a wrapper (inc_thread_sharing()) must not both
         # check a connection out into this handle.
         self._reattaching = threading.RLock()
+        # Where detach() parks a clean connection, when the pool allows it.
+        self._spot = ParkingSpot()
 
     def attach(self, record: Any, connection: Any, origin: Any, tie_to_thread: bool = True) -> bool:
         """Hold a connection just checked out; True if it is the session this
@@ -405,6 +454,8 @@ class PooledConnection:
             with self._reattaching:
                 connection = self._driver_connection
                 if connection is None:
+                    connection = self._reclaim()
+                if connection is None:
                     reattach = self._reattach
                     if reattach is None:
                         raise RuntimeError("a closed PooledConnection has no way back to its pool")
@@ -425,12 +476,24 @@ class PooledConnection:
     def cursor(self, cursorclass: Any = None) -> Any:
         connection = self._driver_connection
         if connection is None:
-            connection = self._attached_connection()
-        self._last_used = time.monotonic()
+            # _attached_connection(), inlined for its common case: taking
+            # back the connection parked at the last request's end.
+            with self._reattaching:
+                connection = self._driver_connection
+                if connection is None:
+                    connection = self._reclaim()
+            if connection is None:
+                connection = self._attached_connection()
+        else:
+            self._last_used = time.monotonic()  # (a checkout sets it too)
+        state = getattr(connection, _STATE)
         if cursorclass is None:
-            return connection.cursor()
-        # A class of the caller's own (SSCursor, DictCursor, ...) is watched too.
-        return connection.cursor(_session_watching(cursorclass))
+            cursor = connection.cursor(state.cursor_class)
+        else:
+            # A class of the caller's own (SSCursor, DictCursor, ...) is watched too.
+            cursor = connection.cursor(_lean_watching(cursorclass))
+        cursor._mysqlpool_lease = state.lease
+        return cursor
 
     @property
     def driver_connection(self) -> Any:
@@ -482,23 +545,124 @@ class PooledConnection:
         self._last_used = time.monotonic()
         return not alive
 
-    def detach(self) -> None:
-        """Give the connection back, keeping this handle ready to check one out again."""
-        record = self._claim()
-        if record is None:
+    def detach(self, autocommit: bool | None = None) -> None:
+        """Give the connection back, keeping this handle ready to check one out again.
+
+        A clean connection of a pool that allows it is parked instead: it
+        stays in this handle's spot, and this handle's next use takes it back
+        with no pool lock, no queue and no settings lookup, unless another
+        checkout took it first (it counts as idle, and anyone may).
+        autocommit is the mode the owner expects at that next use: a
+        connection in another mode is given back instead, and set right at
+        its next checkout.
+        """
+        # This runs at every request's end: plain attribute reads and C calls,
+        # no Python call of its own on the way to parking.
+        try:
+            record = self._record.pop()
+        except IndexError:
             return
         connection = self._driver_connection
         self._driver_connection = None
-        state = state_of(connection)
-        if give_back(record, connection, self._origin):
+        state = getattr(connection, _STATE)
+        origin = self._origin
+        control = state.control
+        now = time.monotonic()
+        # The transaction flag, as give_back() reads it: a raw START
+        # TRANSACTION must not stay open into the next request either.
+        if control.read_status is not None:
+            control.read_status()
+            in_transaction = control.status.value & drivers.SERVER_STATUS_IN_TRANS
+        else:
+            in_transaction = control.in_transaction(connection) is not False
+        if (
+            origin.parking
+            and not (origin.disposed or state.dirty or state.options.reset_session == "always")
+            and (state.expires_at is None or now < state.expires_at)
+            and connection.get_autocommit() == autocommit
+            and not in_transaction
+            # No forks.owned_here(): in a forked child every inherited pool
+            # is marked disposed, which the test above catches.
+        ):
+            # What give_back() does to a clean connection, minus the pool.
+            state.lease += 1  # cursors kept from now on refuse to run
+            state.returned_at = now
+            self._released_state = state
+            self._released_lease = state.lease
+            # BurstKeepingQueuePool.park(), inlined; the order is the one it
+            # explains: park first, then read the listing and the waiters.
+            spot = self._spot
+            spot.parked.append(record)
+            pool = origin.pool
+            if not spot.listed or pool._waiting:
+                pool.park(spot, None)
+            return
+        if give_back(record, connection, origin):
             # Pooled with its session as this wrapper left it (not reset).
             self._released_state = state
             self._released_lease = state.lease
+
+    def _reclaim(self) -> Any:
+        """Take back the connection detach() parked; None if there is none to take.
+
+        None also when it was found dead or expired, or its pool disposed:
+        it is then replaced through a full checkout. Nothing else is checked
+        or set up: between requests nothing can have changed it, as with a
+        persistent connection.
+        """
+        try:
+            record = self._spot.parked.pop()  # ParkingSpot.take_back(), inlined
+        except IndexError:
+            return None
+        connection = record.dbapi_connection
+        state = getattr(connection, _STATE)
+        origin = self._origin
+        now = time.monotonic()
+        ping_after = state.options.ping_after_idle
+        poller = state.poller
+        if (
+            # usable_at_checkout() for a parked connection, inlined: this
+            # runs at every request.
+            origin.disposed
+            or (state.expires_at is not None and now >= state.expires_at)
+            or origin.pre_ping
+            or (ping_after is not None and now - state.returned_at >= ping_after)
+            or (poller is not None and poller.poll_now())
+        ):
+            try:
+                usable = not origin.disposed and usable_at_checkout(connection, now, origin.pre_ping)
+            except BaseException as error:  # an interrupted ping: the slot must come back
+                record._checkin_failed(error, _fairy_was_created=False)
+                raise
+            if not usable:
+                if origin.disposed:
+                    give_back(record, connection, origin)  # closes it, if this process may
+                else:
+                    _replace(record)
+                return None
+        state.lease += 1
+        self._released_state = None
+        self._driver_connection = connection
+        self._last_used = now
+        self._record.append(record)  # last: from here on close() gives it back
+        return connection
+
+    def give_back_parked(self) -> None:
+        """Give the parked connection, if any, back to the pool for anyone."""
+        record, connection = self._take_back_parked()
+        if record is not None:
+            give_back(record, connection, self._origin)
+
+    def _take_back_parked(self) -> tuple[Any, Any]:
+        record = self._spot.take_back()
+        return record, (record.dbapi_connection if record is not None else None)
 
     def close(self) -> None:
         """Give the connection back: cleaned and pooled, or closed if it cannot be."""
         record = self._claim()
         connection = self._driver_connection
+        if record is None:
+            record, connection = self._take_back_parked()
         self._forget()
         if record is not None:
             give_back(record, connection, self._origin)
@@ -507,10 +671,23 @@ class PooledConnection:
         """Close the physical connection instead of pooling it (it had an error)."""
         record = self._claim()
         connection = self._driver_connection
+        if record is None:
+            record, connection = self._take_back_parked()
         self._forget()
         if record is not None and forks.owned_here(connection):
             record.invalidate()
             record.checkin(_fairy_was_created=False)
+
+    def orphan(self) -> None:
+        """Drop everything without a word to the server: the connection is not ours.
+
+        For a forked child, whose copy of this handle holds (or parked) its
+        parent's connection: afterwards it can neither use nor check out one.
+        """
+        self._record.clear()
+        self._spot.parked.clear()
+        self._reattach = None
+        self._driver_connection = _GivenBack(_interface_error())
 
     def _forget(self) -> None:
         connection = self._driver_connection
@@ -522,6 +699,8 @@ class PooledConnection:
         self._driver_connection = _GivenBack(error_class)
         self._reattach = None
         self._released_state = None
+        if self._spot.listed:
+            self._origin.pool.unlist(self._spot)
         holdings = self._holdings()
         self._holdings = _NO_HOLDINGS
         if holdings is not None:
@@ -531,7 +710,7 @@ class PooledConnection:
                 pass
 
     def __del__(self) -> None:
-        if self._record:
+        if self._record or self._spot.parked:
             try:
                 self.close()
             except Exception:  # at interpreter exit, or a dead server: nothing to tell
@@ -540,6 +719,8 @@ class PooledConnection:
     def __repr__(self) -> str:
         if self._record:
             state = "checked out"
+        elif self._spot.parked:
+            state = "parked"
         elif self._driver_connection is None:
             state = "detached"
         else:

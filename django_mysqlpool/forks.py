@@ -91,6 +91,7 @@ def _forget_thread_connections() -> None:
         if isinstance(wrapper.connection, PooledConnection):
             # Not close(): the connection is the parent's. Drop it; the
             # next query connects afresh, from the child's own pool.
+            wrapper.connection.orphan()
             wrapper.connection = None
             wrapper.in_atomic_block = False
             wrapper.needs_rollback = False

@@ -67,6 +67,11 @@ class ManagedPool:
         )
         self.disposed = False
         self._plain_return = isinstance(pool, BurstKeepingQueuePool)
+        # Parking (checkout.PooledConnection.detach) keeps a connection with
+        # the Django connection that used it: it would defeat the rotation a
+        # first-in, first-out pool is chosen for.
+        self.parking = self._plain_return and pool._use_lifo and not pool.dispatch.checkin
+        self.pre_ping = pool._pre_ping
 
     def return_record(self, record: Any) -> None:
         """Put a checked-out record back in the pool."""
@@ -99,6 +104,8 @@ class ManagedPool:
             returned = checkout_path.state_of(connection).returned_at if connection else None
             return returned is None or now - returned >= timeout
 
+        # Parked connections nobody took back for that long are idle ones.
+        self.pool.unpark(idle_too_long)
         retired = self.pool.take_idle(keep, idle_too_long)
         for record in retired:
             record.close()
@@ -144,6 +151,11 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
     global generation
     if setting in ("MYSQLPOOL_BACKEND", "MYSQLPOOL_ARGUMENTS", "DATABASES"):
         generation += 1
+        # A parked connection goes back to its owner without a settings
+        # lookup: make its owner check out afresh, from the right pool.
+        for managed in list(_pools.values()):
+            if managed.parking:
+                managed.pool.unpark(lambda record: True)
 
 
 os.register_at_fork(after_in_child=_forget_parent_pools)

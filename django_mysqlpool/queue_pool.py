@@ -14,6 +14,11 @@ queue: taking or returning one is a lock and a deque operation, where the
 queue's condition variables cost several microseconds per request. A
 checkout that has to wait also wakes when a connection is closed and its
 slot frees, which SQLAlchemy's queue does not notice.
+
+A connection may also be parked instead of given back (see ParkingSpot):
+it stays with the Django connection that used it, which takes it back
+without touching the pool, while any other checkout may still take it
+before it opens a connection or waits. Parked connections count as idle.
 """
 
 from __future__ import annotations
@@ -25,6 +30,28 @@ from typing import Any, Callable
 
 from sqlalchemy import exc
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+
+
+class ParkingSpot:
+    """Where one Django connection parks its physical connection between requests.
+
+    The owner parks (append) and takes back (pop) without the pool's lock;
+    the pool hands a parked record to another checkout under its lock. Both
+    sides pop, and list.pop() is atomic, so a record goes to one of them.
+    """
+
+    __slots__ = ("parked", "listed")
+
+    def __init__(self) -> None:
+        self.parked: list[ConnectionPoolEntry] = []
+        self.listed = False  # in the pool's list of spots; changed under its lock
+
+    def take_back(self) -> ConnectionPoolEntry | None:
+        """The owner's own parked record, unless another checkout took it."""
+        try:
+            return self.parked.pop()
+        except IndexError:
+            return None
 
 
 class BurstKeepingQueuePool(QueuePool):
@@ -51,6 +78,67 @@ class BurstKeepingQueuePool(QueuePool):
         self._lock = threading.RLock()
         self._slot_freed = threading.Condition(self._lock)
         self._waiting = 0
+        # Spots that have parked a record, oldest listing first; a spot
+        # whose owner took its record back stays listed (one per owner).
+        self._spots: dict[ParkingSpot, None] = {}
+
+    def park(self, spot: ParkingSpot, record: ConnectionPoolEntry | None) -> None:
+        """Leave a clean, checked-out record with its owner, open to other checkouts.
+
+        record None: the caller parked it already (PooledConnection.detach()
+        inlines the common case), and this does the rest.
+        """
+        # The order matters: the record is parked before the listing is
+        # read, and a checkout unlists a spot before it pops, so a record is
+        # never parked in a spot nobody will look at.
+        if record is not None:
+            spot.parked.append(record)
+        if not spot.listed:
+            with self._lock:
+                self._spots[spot] = None
+                spot.listed = True
+        if self._waiting:
+            # Someone is waiting for a connection: this one goes to them.
+            # (A checkout counts itself as waiting before it looks at the
+            # parked records, so one of the two sides always sees the other.)
+            taken = spot.take_back()
+            if taken is not None:
+                self._do_return_conn(taken)
+
+    def unlist(self, spot: ParkingSpot) -> None:
+        """Forget a spot whose owner is gone (its record, if any, was taken back)."""
+        with self._lock:
+            self._spots.pop(spot, None)
+            spot.listed = False
+
+    def _take_parked(self) -> ConnectionPoolEntry | None:
+        # Under self._lock. Oldest listing first.
+        spots = self._spots
+        while spots:
+            spot = next(iter(spots))
+            del spots[spot]
+            spot.listed = False
+            record = spot.take_back()
+            if record is not None:
+                return record
+        return None
+
+    def unpark(self, may_unpark: Callable[[ConnectionPoolEntry], bool]) -> int:
+        """Move the parked records may_unpark() accepts to the idle ones; returns how many."""
+        moved = 0
+        with self._lock:
+            for spot in list(self._spots):
+                parked = spot.parked
+                if parked and may_unpark(parked[-1]):
+                    record = spot.take_back()
+                    if record is not None:
+                        self._idle.appendleft(record)  # long unused: first to retire
+                        moved += 1
+        return moved
+
+    def parked(self) -> int:
+        with self._lock:
+            return sum(1 for spot in self._spots if spot.parked)
 
     def _do_get(self) -> ConnectionPoolEntry:
         deadline = None
@@ -58,6 +146,9 @@ class BurstKeepingQueuePool(QueuePool):
             while True:
                 if self._idle:
                     return self._idle.pop() if self._use_lifo else self._idle.popleft()
+                record = self._take_parked()
+                if record is not None:
+                    return record
                 if self._inc_overflow():  # a slot for a new connection, opened below
                     break
                 now = time.monotonic()
@@ -72,6 +163,10 @@ class BurstKeepingQueuePool(QueuePool):
                     )
                 self._waiting += 1
                 try:
+                    # Again, now that an owner parking from here on sees a waiter.
+                    record = self._take_parked()
+                    if record is not None:
+                        return record
                     self._slot_freed.wait(deadline - now)
                 finally:
                     self._waiting -= 1
@@ -116,18 +211,19 @@ class BurstKeepingQueuePool(QueuePool):
         return self._core_size
 
     def checkedin(self) -> int:
-        return len(self._idle)
+        return len(self._idle) + self.parked()
 
     def overflow(self) -> int:
         return self._overflow if self._core_size else 0
 
     def checkedout(self) -> int:
-        return self._core_size + self._overflow - len(self._idle)
+        return self._core_size + self._overflow - self.checkedin()
 
     def dispose(self) -> None:
         # QueuePool.dispose() resets the overflow counter as if nothing were
         # checked out; connections that are out would then not count against
         # the bound. Close the idle ones and count each one down instead.
+        self.unpark(lambda record: True)
         for record in self.take_idle(0, lambda record: True):
             record.close()
             self._dec_overflow()

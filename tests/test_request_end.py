@@ -354,7 +354,11 @@ def test_a_kept_handle_of_a_closed_wrapper_cannot_check_out():
     connection_id()
     close_old_connections()
     handle = wrapper.connection
-    wrapper.connection = None  # what the fork hook does in a child
+    parked = list(handle._spot.parked)
+    # What the fork hook does in a child (where the parent's pools are
+    # also marked disposed, so this is the second line of defence).
+    handle.orphan()
+    wrapper.connection = None
     try:
         with pytest.raises(InterfaceError):
             with wrapper.wrap_database_errors:
@@ -362,6 +366,9 @@ def test_a_kept_handle_of_a_closed_wrapper_cannot_check_out():
     finally:
         wrapper.connection = handle
         wrapper.close()
+        for record in parked:  # here, unlike in a child, it is ours to close
+            record.invalidate()
+            record.checkin(_fairy_was_created=False)
 
 
 @override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 1, "max_overflow": 0, "timeout": 5})

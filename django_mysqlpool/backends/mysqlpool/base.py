@@ -1,6 +1,7 @@
 """Django's MySQL backend, with connect() and close() routed through a pool."""
 
 
+import _thread
 import time
 import weakref
 
@@ -109,6 +110,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def _reattach(self, handle):
         """Check a connection out into a handle detached at the last request's end.
 
+        Called by the handle when it has no parked connection to take back
+        (another checkout took it, or it was given back instead of parked).
         Django's state is that of a persistent connection between requests;
         only the session may differ. If it is the one this handle gave back
         and nobody used it since (a LIFO pool makes that the common case),
@@ -121,11 +124,11 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             # Dropped by its wrapper (a fork, a close); a kept reference must
             # not put Django's setup on some other session.
             raise Database.InterfaceError(0, "this connection handle was closed")
+        max_age = self.settings_dict["CONN_MAX_AGE"]
         record, connection, managed = self._checkout(self.get_connection_params())
         untouched = handle.attach(
             record, connection, managed, tie_to_thread=not self.allow_thread_sharing
         )
-        max_age = self.settings_dict["CONN_MAX_AGE"]
         self.close_at = None if max_age is None else time.monotonic() + max_age
         self.health_check_done = True  # the checkout just checked it
         if connection.get_autocommit() != self.autocommit:
@@ -190,10 +193,13 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         self._set_up_session(connection, state)
 
     def close_if_health_check_failed(self):
-        super().close_if_health_check_failed()
+        # Runs before every cursor: Django's version only when it has work.
+        if self.health_check_enabled and not self.health_check_done:
+            super().close_if_health_check_failed()
         connection = self.connection
         if (
             isinstance(connection, PooledConnection)
+            and connection._driver_connection is not None  # not detached: held across requests
             and not self.in_atomic_block
             and connection.stale()
         ):
@@ -217,7 +223,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         # its full close.
         connection = self.connection
         if isinstance(connection, PooledConnection):
-            if connection.detached:
+            if connection._driver_connection is None:  # .detached, minus a property call
                 # Nothing is checked out, and nothing can have changed since
                 # the detach (any use checks a connection out first): Django's
                 # checks would all pass, and the close they lead to would do
@@ -234,10 +240,11 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
                 # The physical connection goes back to the pool; the wrapper
                 # keeps the handle and so its state, as between two requests
                 # on a persistent connection, and skips connect() next time.
-                self.validate_thread_sharing()
+                if self._thread_ident != _thread.get_ident():
+                    self.validate_thread_sharing()  # as close() would: raises unless shared
                 self.health_check_done = False
                 self.run_on_commit = []
-                connection.detach()
+                connection.detach(self.autocommit)
                 return
         super().close_if_unusable_or_obsolete()
 
