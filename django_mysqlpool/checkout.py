@@ -487,11 +487,13 @@ class PooledConnection:
         else:
             self._last_used = time.monotonic()  # (a checkout sets it too)
         state = getattr(connection, _STATE)
+        # What the driver's cursor(cls) does (MySQLdb's and PyMySQL's alike),
+        # minus its Python call: cls(connection).
         if cursorclass is None:
-            cursor = connection.cursor(state.cursor_class)
+            cursor = state.cursor_class(connection)
         else:
             # A class of the caller's own (SSCursor, DictCursor, ...) is watched too.
-            cursor = connection.cursor(_lean_watching(cursorclass))
+            cursor = _lean_watching(cursorclass)(connection)
         cursor._mysqlpool_lease = state.lease
         return cursor
 
@@ -545,7 +547,7 @@ class PooledConnection:
         self._last_used = time.monotonic()
         return not alive
 
-    def detach(self, autocommit: bool | None = None) -> None:
+    def detach(self, autocommit: bool | None = None, now: float | None = None) -> None:
         """Give the connection back, keeping this handle ready to check one out again.
 
         A clean connection of a pool that allows it is parked instead: it
@@ -554,7 +556,7 @@ class PooledConnection:
         checkout took it first (it counts as idle, and anyone may).
         autocommit is the mode the owner expects at that next use: a
         connection in another mode is given back instead, and set right at
-        its next checkout.
+        its next checkout. now: time.monotonic(), if the caller has it.
         """
         # This runs at every request's end: plain attribute reads and C calls,
         # no Python call of its own on the way to parking.
@@ -567,7 +569,8 @@ class PooledConnection:
         state = getattr(connection, _STATE)
         origin = self._origin
         control = state.control
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         # The transaction flag, as give_back() reads it: a raw START
         # TRANSACTION must not stay open into the next request either.
         if control.read_status is not None:

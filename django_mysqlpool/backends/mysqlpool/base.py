@@ -230,12 +230,13 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
                 # nothing.
                 self.health_check_done = False
                 return
+            now = time.monotonic()
             if (
                 not self.errors_occurred
                 and not self.in_atomic_block
                 and self.autocommit == self.settings_dict["AUTOCOMMIT"]
                 and self.close_at is not None
-                and time.monotonic() >= self.close_at
+                and now >= self.close_at
             ):
                 # The physical connection goes back to the pool; the wrapper
                 # keeps the handle and so its state, as between two requests
@@ -244,7 +245,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
                     self.validate_thread_sharing()  # as close() would: raises unless shared
                 self.health_check_done = False
                 self.run_on_commit = []
-                connection.detach(self.autocommit)
+                connection.detach(self.autocommit, now)
                 return
         super().close_if_unusable_or_obsolete()
 
