@@ -22,7 +22,7 @@ from .socket_watch import SocketWatch
 
 logger = logging.getLogger("django_mysqlpool")
 
-_STATE = "_django_mysqlpool_state"
+_STATE = "_django_mysqlpool_state"  # hot paths spell it out: an attribute read beats getattr()
 
 # A statement may leave state in the session that ROLLBACK does not clear
 # (user and session variables, named, table and global locks, temporary
@@ -244,7 +244,7 @@ def _lean_watching(cursor_class: type) -> type:
         if connection is not None:
             try:
                 plain = (
-                    self._mysqlpool_lease == getattr(connection, _STATE).lease
+                    self._mysqlpool_lease == connection._django_mysqlpool_state.lease
                     and _verdicts[query] is False
                 )
             except (KeyError, TypeError):  # a new text, or an unhashable bytearray
@@ -391,7 +391,8 @@ class PooledConnection:
     """
 
     __slots__ = ("_record", "_driver_connection", "_origin", "_last_used", "_holdings",
-                 "_reattach", "_released_state", "_released_lease", "_reattaching", "_spot")
+                 "_reattach", "_released_state", "_released_lease", "_reattaching", "_spot",
+                 "settings_checked")
 
     def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
         # A one-element list while checked out: list.pop() is atomic, so two
@@ -416,6 +417,10 @@ class PooledConnection:
         self._reattaching = threading.RLock()
         # Where detach() parks a clean connection, when the pool allows it.
         self._spot = ParkingSpot()
+        # Set by the owner when it found its settings unchanged since the
+        # parked connection was checked out: cursor() may then take it back
+        # without asking the owner (the reattach callback).
+        self.settings_checked = False
 
     def attach(self, record: Any, connection: Any, origin: Any, tie_to_thread: bool = True) -> bool:
         """Hold a connection just checked out; True if it is the session this
@@ -454,8 +459,6 @@ class PooledConnection:
             with self._reattaching:
                 connection = self._driver_connection
                 if connection is None:
-                    connection = self._reclaim()
-                if connection is None:
                     reattach = self._reattach
                     if reattach is None:
                         raise RuntimeError("a closed PooledConnection has no way back to its pool")
@@ -476,17 +479,19 @@ class PooledConnection:
     def cursor(self, cursorclass: Any = None) -> Any:
         connection = self._driver_connection
         if connection is None:
-            # _attached_connection(), inlined for its common case: taking
-            # back the connection parked at the last request's end.
-            with self._reattaching:
-                connection = self._driver_connection
-                if connection is None:
-                    connection = self._reclaim()
+            if self.settings_checked:
+                # _attached_connection(), inlined for its common case: taking
+                # back the connection parked at the last request's end, once
+                # the owner has found its settings unchanged.
+                with self._reattaching:
+                    connection = self._driver_connection
+                    if connection is None:
+                        connection = self._reclaim()
             if connection is None:
                 connection = self._attached_connection()
         else:
             self._last_used = time.monotonic()  # (a checkout sets it too)
-        state = getattr(connection, _STATE)
+        state = connection._django_mysqlpool_state
         # What the driver's cursor(cls) does (MySQLdb's and PyMySQL's alike),
         # minus its Python call: cls(connection).
         if cursorclass is None:
@@ -566,39 +571,47 @@ class PooledConnection:
             return
         connection = self._driver_connection
         self._driver_connection = None
-        state = getattr(connection, _STATE)
+        state = connection._django_mysqlpool_state
         origin = self._origin
-        control = state.control
         if now is None:
             now = time.monotonic()
-        # The transaction flag, as give_back() reads it: a raw START
-        # TRANSACTION must not stay open into the next request either.
-        if control.read_status is not None:
-            control.read_status()
-            in_transaction = control.status.value & drivers.SERVER_STATUS_IN_TRANS
-        else:
-            in_transaction = control.in_transaction(connection) is not False
-        if (
-            origin.parking
-            and not (origin.disposed or state.dirty or state.options.reset_session == "always")
-            and (state.expires_at is None or now < state.expires_at)
-            and connection.get_autocommit() == autocommit
-            and not in_transaction
-            # No forks.owned_here(): in a forked child every inherited pool
-            # is marked disposed, which the test above catches.
-        ):
+        try:
+            # The transaction flag, as give_back() reads it: a raw START
+            # TRANSACTION must not stay open into the next request either.
+            control = state.control
+            if control.read_status is not None:
+                control.read_status()
+                in_transaction = control.status.value & drivers.SERVER_STATUS_IN_TRANS
+            else:
+                in_transaction = control.in_transaction(connection) is not False
+            parkable = (
+                origin.parking
+                and not (origin.disposed or state.dirty or state.options.reset_session == "always")
+                and (state.expires_at is None or now < state.expires_at)
+                and connection.get_autocommit() == autocommit
+                and not in_transaction
+                # No forks.owned_here(): in a forked child every inherited
+                # pool is marked disposed, which the test above catches.
+            )
+        except Exception:  # a connection closed under us: give_back() copes
+            parkable = False
+        if parkable:
             # What give_back() does to a clean connection, minus the pool.
             state.lease += 1  # cursors kept from now on refuse to run
             state.returned_at = now
             self._released_state = state
             self._released_lease = state.lease
-            # BurstKeepingQueuePool.park(), inlined; the order is the one it
-            # explains: park first, then read the listing and the waiters.
             spot = self._spot
-            spot.parked.append(record)
             pool = origin.pool
-            if not spot.listed or pool._waiting:
-                pool.park(spot, None)
+            listed_in = spot.listed_in
+            if listed_in is not None and listed_in is not pool:
+                listed_in.unlist(spot)  # moved to another pool since the last park
+            # The order BurstKeepingQueuePool.park() explains: park first,
+            # then read the listing and the waiters.
+            spot.parked.append(record)
+            if spot.listed_in is not pool or pool._waiting:
+                pool.park(spot)
+            self.settings_checked = False
             return
         if give_back(record, connection, origin):
             # Pooled with its session as this wrapper left it (not reset).
@@ -618,11 +631,17 @@ class PooledConnection:
         except IndexError:
             return None
         connection = record.dbapi_connection
-        state = getattr(connection, _STATE)
+        state = connection._django_mysqlpool_state
         origin = self._origin
         now = time.monotonic()
         ping_after = state.options.ping_after_idle
         poller = state.poller
+        recycle = origin.recycle
+        if recycle > -1 and time.time() - record.starttime > recycle:
+            # SQLAlchemy's recycle, which record.get_connection() would apply
+            # by reconnecting behind this handle's back: replace it instead.
+            _replace(record)
+            return None
         if (
             # usable_at_checkout() for a parked connection, inlined: this
             # runs at every request.
@@ -689,6 +708,7 @@ class PooledConnection:
         """
         self._record.clear()
         self._spot.parked.clear()
+        self._spot.listed_in = None  # the parent's pool: no lock of it is taken here
         self._reattach = None
         self._driver_connection = _GivenBack(_interface_error())
 
@@ -702,8 +722,9 @@ class PooledConnection:
         self._driver_connection = _GivenBack(error_class)
         self._reattach = None
         self._released_state = None
-        if self._spot.listed:
-            self._origin.pool.unlist(self._spot)
+        listed_in = self._spot.listed_in
+        if listed_in is not None:
+            listed_in.unlist(self._spot)
         holdings = self._holdings()
         self._holdings = _NO_HOLDINGS
         if holdings is not None:
@@ -713,7 +734,7 @@ class PooledConnection:
                 pass
 
     def __del__(self) -> None:
-        if self._record or self._spot.parked:
+        if self._record or self._spot.parked or self._spot.listed_in is not None:
             try:
                 self.close()
             except Exception:  # at interpreter exit, or a dead server: nothing to tell

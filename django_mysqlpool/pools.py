@@ -72,6 +72,7 @@ class ManagedPool:
         # first-in, first-out pool is chosen for.
         self.parking = self._plain_return and pool._use_lifo and not pool.dispatch.checkin
         self.pre_ping = pool._pre_ping
+        self.recycle = pool._recycle  # -1: off
 
     def return_record(self, record: Any) -> None:
         """Put a checked-out record back in the pool."""

@@ -23,6 +23,7 @@ before it opens a connection or waits. Parked connections count as idle.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -38,13 +39,17 @@ class ParkingSpot:
     The owner parks (append) and takes back (pop) without the pool's lock;
     the pool hands a parked record to another checkout under its lock. Both
     sides pop, and list.pop() is atomic, so a record goes to one of them.
+    listed_in is the pool whose list of spots holds this one (changed under
+    that pool's lock): the owner may move to another pool (settings
+    changed, pools disposed), and a spot only ever holds records of the
+    pool that lists it.
     """
 
-    __slots__ = ("parked", "listed")
+    __slots__ = ("parked", "listed_in")
 
     def __init__(self) -> None:
         self.parked: list[ConnectionPoolEntry] = []
-        self.listed = False  # in the pool's list of spots; changed under its lock
+        self.listed_in: BurstKeepingQueuePool | None = None
 
     def take_back(self) -> ConnectionPoolEntry | None:
         """The owner's own parked record, unless another checkout took it."""
@@ -81,35 +86,40 @@ class BurstKeepingQueuePool(QueuePool):
         # Spots that have parked a record, oldest listing first; a spot
         # whose owner took its record back stays listed (one per owner).
         self._spots: dict[ParkingSpot, None] = {}
+        # A forked child must never take this lock: a parent's thread may
+        # have held it at the fork.
+        self._pid = os.getpid()
 
-    def park(self, spot: ParkingSpot, record: ConnectionPoolEntry | None) -> None:
-        """Leave a clean, checked-out record with its owner, open to other checkouts.
+    def park(self, spot: ParkingSpot) -> None:
+        """List a spot the owner just parked a record of this pool in, and serve waiters.
 
-        record None: the caller parked it already (PooledConnection.detach()
-        inlines the common case), and this does the rest.
+        The owner (PooledConnection.detach()) appends the record first, and
+        calls this when the spot is not listed here or someone is waiting.
+        The order matters: the record is parked before the listing and the
+        waiters are read, and a checkout unlists a spot before it pops and
+        counts itself as waiting before it looks, so a parked record is
+        never in a spot nobody will look at, nor kept from a waiter.
+        Before parking a record of this pool in a spot listed elsewhere, the
+        owner unlists it there.
         """
-        # The order matters: the record is parked before the listing is
-        # read, and a checkout unlists a spot before it pops, so a record is
-        # never parked in a spot nobody will look at.
-        if record is not None:
-            spot.parked.append(record)
-        if not spot.listed:
+        if spot.listed_in is not self:
             with self._lock:
                 self._spots[spot] = None
-                spot.listed = True
+                spot.listed_in = self
         if self._waiting:
             # Someone is waiting for a connection: this one goes to them.
-            # (A checkout counts itself as waiting before it looks at the
-            # parked records, so one of the two sides always sees the other.)
             taken = spot.take_back()
             if taken is not None:
                 self._do_return_conn(taken)
 
     def unlist(self, spot: ParkingSpot) -> None:
-        """Forget a spot whose owner is gone (its record, if any, was taken back)."""
+        """Take a spot off this pool's list (its owner is gone, or moved to another pool)."""
+        if self._pid != os.getpid():
+            return  # a forked child's copy: the lock may never be free here
         with self._lock:
-            self._spots.pop(spot, None)
-            spot.listed = False
+            if spot.listed_in is self:
+                del self._spots[spot]
+                spot.listed_in = None
 
     def _take_parked(self) -> ConnectionPoolEntry | None:
         # Under self._lock. Oldest listing first.
@@ -117,7 +127,7 @@ class BurstKeepingQueuePool(QueuePool):
         while spots:
             spot = next(iter(spots))
             del spots[spot]
-            spot.listed = False
+            spot.listed_in = None
             record = spot.take_back()
             if record is not None:
                 return record
@@ -134,6 +144,8 @@ class BurstKeepingQueuePool(QueuePool):
                     if record is not None:
                         self._idle.appendleft(record)  # long unused: first to retire
                         moved += 1
+            if moved and self._waiting:
+                self._slot_freed.notify(moved)
         return moved
 
     def parked(self) -> int:
@@ -211,7 +223,8 @@ class BurstKeepingQueuePool(QueuePool):
         return self._core_size
 
     def checkedin(self) -> int:
-        return len(self._idle) + self.parked()
+        with self._lock:
+            return len(self._idle) + self.parked()
 
     def overflow(self) -> int:
         return self._overflow if self._core_size else 0

@@ -178,3 +178,171 @@ def test_a_thread_ending_with_a_parked_connection_gives_it_back_to_the_pool():
     pool = connections["default"].pool.pool
     assert pool.parked() == 0
     assert pool.checkedout() == 0 and pool.checkedin() >= 1
+
+
+def _database(alias="default"):
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID(), DATABASE()")
+        return cursor.fetchone()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "timeout": 3})
+def test_after_dispose_a_connection_parked_in_the_new_pool_is_anyones():
+    wrapper = connections["default"]
+    connection_id()
+    close_old_connections()  # parked, its spot listed in the first pool
+    dispose_pools()
+    second = connection_id()  # a new pool
+    close_old_connections()  # parked there: its spot must be listed there now
+    pool = wrapper.pool.pool
+    assert pool.parked() == 1 and pool.checkedout() == 0
+    got, errors = [], []
+
+    def request():
+        try:
+            got.append(connection_id())
+        except Exception as error:  # a PoolTimeout if the spot was not listed
+            errors.append(error)
+        finally:
+            connections["default"].close()
+
+    run_threads(request, 1)
+    assert errors == [] and got == [second]
+    dispose_pools()
+    with admin_connection() as admin:
+        assert _wait_for(lambda: second not in server_connections(admin))
+
+
+def test_a_spot_moved_between_pools_never_gives_one_pools_connection_to_another():
+    wrapper = connections["default"]
+    small = {"pool_size": 1, "max_overflow": 0, "timeout": 3}
+    with override_settings(MYSQLPOOL_ARGUMENTS=small):
+        connection_id()
+        close_old_connections()  # parked in pool A
+        pool_a = wrapper.pool
+        with override_settings(MYSQLPOOL_ARGUMENTS={**small, "pool_size": 2}):
+            connection_id()
+            close_old_connections()  # parked in pool B
+            pool_b = wrapper.pool
+            assert pool_b is not pool_a
+        # Leaving override_settings unparks everything: each record to its own pool.
+        assert pool_a.pool.checkedout() == 0 and pool_a.pool.checkedin() <= 1
+        assert pool_b.pool.checkedout() == 0 and pool_b.pool.checkedin() == 1
+        wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 2, "max_overflow": 0, "timeout": 3})
+def test_a_database_renamed_in_place_is_used_at_the_next_request():
+    wrapper = connections["default"]
+    name = wrapper.settings_dict["NAME"]
+    assert _database()[1] == name
+    close_old_connections()
+    wrapper.settings_dict["NAME"] = name + "_b"  # as multi-tenant code or the test runner does
+    try:
+        assert _database()[1] == name + "_b"
+        close_old_connections()
+        wrapper.settings_dict["NAME"] = name
+        assert _database()[1] == name
+        close_old_connections()
+
+        # Nor may the other database's parked connection reach another thread.
+        seen = []
+        run_threads(lambda: (seen.append(_database()[1]), connections["default"].close()), 1)
+        assert seen == [name]
+    finally:
+        wrapper.settings_dict["NAME"] = name
+        wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "recycle": 1, "max_lifetime": None})
+def test_recycle_applies_to_a_parked_connection_its_owner_takes_back():
+    first = connection_id()
+    close_old_connections()
+    time.sleep(1.3)
+    assert connection_id() != first
+    connections["default"].close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "timeout": 3})
+def test_a_request_end_on_a_connection_closed_behind_the_pool_keeps_the_slot():
+    wrapper = connections["default"]
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.cursor.connection.close()  # the bare driver connection, closed behind our back
+    try:
+        close_old_connections()
+    except Exception:
+        pass  # Django may report it; the slot must come back either way
+    got, errors = [], []
+
+    def request():
+        try:
+            got.append(connection_id())
+        except Exception as error:  # PoolTimeout if the slot was lost
+            errors.append(error)
+        finally:
+            connections["default"].close()
+
+    run_threads(request, 1)
+    assert errors == [] and len(got) == 1
+    wrapper.close()
+
+
+_FORK_WITH_THE_POOL_LOCK_HELD = """
+import os, sys, threading, time
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+import django
+django.setup()
+from django.db import close_old_connections, connections
+from django.test import override_settings
+
+with override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 3, "max_overflow": 0, "timeout": 3}):
+    parked, locked, stop = threading.Event(), threading.Event(), threading.Event()
+
+    def owner():  # parks a connection, so its handle's spot is listed
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        close_old_connections()
+        parked.set()
+        stop.wait(30)
+
+    threading.Thread(target=owner, daemon=True).start()
+    assert parked.wait(10)
+    pool = connections["default"].pool.pool
+
+    def locker():  # any thread inside the pool's lock at the instant of the fork
+        with pool._lock:
+            locked.set()
+            stop.wait(30)
+
+    threading.Thread(target=locker, daemon=True).start()
+    assert locked.wait(10)
+    child = os.fork()
+    if child == 0:
+        os._exit(0)  # reached only if the fork hooks did not block
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            print("child exited", os.waitstatus_to_exitcode(status), flush=True)
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        print("child stuck", flush=True)
+    stop.set()
+"""
+
+
+def test_a_fork_while_another_thread_holds_the_pool_lock_does_not_hang_the_child():
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, "-c", _FORK_WITH_THE_POOL_LOCK_HELD], cwd=root,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert "child exited 0" in result.stdout, result.stdout + result.stderr

@@ -57,6 +57,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     _connection_cache = (None, None, None)
 
     def _settings_fingerprint(self):
+        # _settings_unchanged() compares the same fields, in this order.
         settings = self.settings_dict
         return (
             pools.generation,
@@ -66,6 +67,26 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             settings["HOST"],
             settings["PORT"],
             settings["OPTIONS"],
+        )
+
+    def _settings_unchanged(self):
+        """True if the settings are those the cached connection parameters came from.
+
+        _settings_fingerprint() == the cached one, without building the tuple:
+        this runs at every request.
+        """
+        cached = self._connection_cache[0]
+        if cached is None:
+            return False
+        settings = self.settings_dict
+        return (
+            cached[0] == pools.generation
+            and cached[1] == settings["NAME"]
+            and cached[2] == settings["USER"]
+            and cached[3] == settings["PASSWORD"]
+            and cached[4] == settings["HOST"]
+            and cached[5] == settings["PORT"]
+            and cached[6] == settings["OPTIONS"]
         )
 
     def get_connection_params(self):
@@ -125,6 +146,17 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             # not put Django's setup on some other session.
             raise Database.InterfaceError(0, "this connection handle was closed")
         max_age = self.settings_dict["CONN_MAX_AGE"]
+        if self._settings_unchanged():
+            connection = handle._reclaim()
+            if connection is not None:
+                # The session this handle parked, untouched since (as with a
+                # persistent connection, CONN_MAX_AGE keeps counting from the
+                # checkout that took it from the pool).
+                return
+        else:
+            # Settings changed in place (or pools were disposed): the parked
+            # connection may belong to another pool, database or login.
+            handle.give_back_parked()
         record, connection, managed = self._checkout(self.get_connection_params())
         untouched = handle.attach(
             record, connection, managed, tie_to_thread=not self.allow_thread_sharing
@@ -197,6 +229,16 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         if self.health_check_enabled and not self.health_check_done:
             super().close_if_health_check_failed()
         connection = self.connection
+        if isinstance(connection, PooledConnection) and connection._driver_connection is None:
+            # Detached, before the first cursor of a request: the handle may
+            # take back its parked connection itself if the settings it was
+            # checked out with still hold (changed in place, they need
+            # another pool, database or login).
+            if self._settings_unchanged():
+                connection.settings_checked = True
+            else:
+                connection.give_back_parked()
+            return
         if (
             isinstance(connection, PooledConnection)
             and connection._driver_connection is not None  # not detached: held across requests
