@@ -482,11 +482,15 @@ class PooledConnection:
             if self.settings_checked:
                 # _attached_connection(), inlined for its common case: taking
                 # back the connection parked at the last request's end, once
-                # the owner has found its settings unchanged.
-                with self._reattaching:
-                    connection = self._driver_connection
-                    if connection is None:
-                        connection = self._reclaim()
+                # the owner has found its settings unchanged (under the lock
+                # only if threads may share this handle, as in detach()).
+                if self._holdings is _NO_HOLDINGS:
+                    with self._reattaching:
+                        connection = self._driver_connection
+                        if connection is None:
+                            connection = self._reclaim()
+                else:
+                    connection = self._reclaim()
             if connection is None:
                 connection = self._attached_connection()
         else:
@@ -563,6 +567,16 @@ class PooledConnection:
         connection in another mode is given back instead, and set right at
         its next checkout. now: time.monotonic(), if the caller has it.
         """
+        if self._holdings is _NO_HOLDINGS:
+            # Threads may share this handle (inc_thread_sharing()): one must
+            # not attach a connection while another is half way through
+            # parking, so this runs under the lock that taking back and
+            # checking out take. A handle tied to its thread needs no lock.
+            with self._reattaching:
+                return self._detach(autocommit, now)
+        return self._detach(autocommit, now)
+
+    def _detach(self, autocommit: bool | None, now: float | None) -> None:
         # This runs at every request's end: plain attribute reads and C calls,
         # no Python call of its own on the way to parking.
         try:
@@ -595,6 +609,9 @@ class PooledConnection:
             )
         except Exception:  # a connection closed under us: give_back() copes
             parkable = False
+        except BaseException:  # an interrupt: the slot must come back all the same
+            give_back(record, connection, origin)
+            raise
         if parkable:
             # What give_back() does to a clean connection, minus the pool.
             state.lease += 1  # cursors kept from now on refuse to run

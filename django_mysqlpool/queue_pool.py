@@ -138,8 +138,8 @@ class BurstKeepingQueuePool(QueuePool):
         moved = 0
         with self._lock:
             for spot in list(self._spots):
-                parked = spot.parked
-                if parked and may_unpark(parked[-1]):
+                last = spot.parked[-1:]  # the owner may pop meanwhile: no IndexError
+                if last and may_unpark(last[0]):
                     record = spot.take_back()
                     if record is not None:
                         self._idle.appendleft(record)  # long unused: first to retire

@@ -346,3 +346,46 @@ def test_a_fork_while_another_thread_holds_the_pool_lock_does_not_hang_the_child
         capture_output=True, text=True, timeout=120,
     )
     assert "child exited 0" in result.stdout, result.stdout + result.stderr
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 2, "max_overflow": 0, "timeout": 3})
+def test_a_thread_sharing_the_wrapper_cannot_attach_while_another_parks():
+    wrapper = connections["default"]
+    connection_id()
+    close_old_connections()
+    connection_id()  # taken back: attached, its spot listed
+    wrapper.inc_thread_sharing()
+    try:
+        control = wrapper.connection.state.control
+        read_status = control.read_status
+        in_detach = threading.Event()
+
+        def slow_read_status():
+            in_detach.set()
+            time.sleep(0.5)  # the request end is half done: its connection is out of the handle
+            return read_status()
+
+        control.read_status = slow_read_status
+        # Another thread ends a request on this shared wrapper...
+        ended = threading.Thread(target=wrapper.close_if_unusable_or_obsolete, daemon=True)
+        ended.start()
+        assert in_detach.wait(10)
+
+        def use_the_shared_wrapper():  # ...while a third one uses it
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT 1")
+
+        run_threads(use_the_shared_wrapper, 1)
+        ended.join(10)
+        assert not ended.is_alive()
+        control.read_status = read_status
+        handle = wrapper.connection
+        assert len(handle._spot.parked) + (0 if handle.given_back else 1) == 1, (
+            "the handle holds two connections"
+        )
+        close_old_connections()
+        wrapper.close()
+        pool = wrapper.pool.pool
+        assert pool.checkedout() == 0
+    finally:
+        wrapper.dec_thread_sharing()
