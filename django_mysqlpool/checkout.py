@@ -58,13 +58,20 @@ class ConnectionState:
                  "init_command", "database", "session_token", "lease", "cursor_class")
 
     def __init__(
-        self, connection: Any, options: PoolOptions, init_command: str | None, database: str | None
+        self, connection: Any, options: PoolOptions, init_command: str | None, database: str | None,
+        recycle: float = -1,
     ) -> None:
         now = time.monotonic()
         self.options = options
         lifetime = options.max_lifetime
         # Up to 10% less, so connections opened in one burst expire apart.
         self.expires_at = None if lifetime is None else now + lifetime * (1 - 0.1 * random.random())
+        if recycle is not None and recycle > -1:
+            # SQLAlchemy's recycle, applied as an expiry like max_lifetime:
+            # a connection taken back from its parking spot never passes
+            # through record.get_connection(), which would apply it.
+            recycled_at = now + recycle
+            self.expires_at = recycled_at if self.expires_at is None else min(self.expires_at, recycled_at)
         self.returned_at: float | None = None  # None: never given back, fresh
         self.poller = None
         fd = drivers.descriptor(connection)
@@ -89,10 +96,11 @@ def state_of(connection: Any) -> ConnectionState:
 
 
 def prepare(
-    connection: Any, options: PoolOptions, init_command: str | None, database: str | None
+    connection: Any, options: PoolOptions, init_command: str | None, database: str | None,
+    recycle: float = -1,
 ) -> Any:
     """Fit a newly opened physical connection for the pool; returns it."""
-    state = ConnectionState(connection, options, init_command, database)
+    state = ConnectionState(connection, options, init_command, database, recycle)
     setattr(connection, _STATE, state)
     state.cursor_class = _lean_watching(connection.cursorclass)
     connection.cursorclass = _session_watching(connection.cursorclass)
@@ -567,73 +575,74 @@ class PooledConnection:
         connection in another mode is given back instead, and set right at
         its next checkout. now: time.monotonic(), if the caller has it.
         """
-        if self._holdings is _NO_HOLDINGS:
-            # Threads may share this handle (inc_thread_sharing()): one must
-            # not attach a connection while another is half way through
-            # parking, so this runs under the lock that taking back and
-            # checking out take. A handle tied to its thread needs no lock.
-            with self._reattaching:
-                return self._detach(autocommit, now)
-        return self._detach(autocommit, now)
-
-    def _detach(self, autocommit: bool | None, now: float | None) -> None:
-        # This runs at every request's end: plain attribute reads and C calls,
-        # no Python call of its own on the way to parking.
+        # Threads may share this handle (inc_thread_sharing()): one must not
+        # attach a connection while another is half way through parking, so
+        # then this runs under the lock that taking back and checking out
+        # take. A handle tied to its thread needs no lock. (No with-block,
+        # nor a second method: this runs at every request's end, which is
+        # kept to plain attribute reads and C calls.)
+        shared = self._holdings is _NO_HOLDINGS
+        if shared:
+            self._reattaching.acquire()
         try:
-            record = self._record.pop()
-        except IndexError:
-            return
-        connection = self._driver_connection
-        self._driver_connection = None
-        state = connection._django_mysqlpool_state
-        origin = self._origin
-        if now is None:
-            now = time.monotonic()
-        try:
-            # The transaction flag, as give_back() reads it: a raw START
-            # TRANSACTION must not stay open into the next request either.
-            control = state.control
-            if control.read_status is not None:
-                control.read_status()
-                in_transaction = control.status.value & drivers.SERVER_STATUS_IN_TRANS
-            else:
-                in_transaction = control.in_transaction(connection) is not False
-            parkable = (
-                origin.parking
-                and not (origin.disposed or state.dirty or state.options.reset_session == "always")
-                and (state.expires_at is None or now < state.expires_at)
-                and connection.get_autocommit() == autocommit
-                and not in_transaction
-                # No forks.owned_here(): in a forked child every inherited
-                # pool is marked disposed, which the test above catches.
-            )
-        except Exception:  # a connection closed under us: give_back() copes
-            parkable = False
-        except BaseException:  # an interrupt: the slot must come back all the same
-            give_back(record, connection, origin)
-            raise
-        if parkable:
-            # What give_back() does to a clean connection, minus the pool.
-            state.lease += 1  # cursors kept from now on refuse to run
-            state.returned_at = now
-            self._released_state = state
-            self._released_lease = state.lease
-            spot = self._spot
-            pool = origin.pool
-            listed_in = spot.listed_in
-            if listed_in is not None and listed_in is not pool:
-                listed_in.unlist(spot)  # moved to another pool since the last park
-            # The order BurstKeepingQueuePool.park() explains: park first,
-            # then read the listing and the waiters.
-            spot.parked.append(record)
-            if spot.listed_in is not pool or pool._waiting:
-                pool.park(spot)
-            self.settings_checked = False
-            return
-        if give_back(record, connection, origin):
-            # Pooled with its session as this wrapper left it (not reset).
-            self._released_state = state
-            self._released_lease = state.lease
+            try:
+                record = self._record.pop()
+            except IndexError:
+                return
+            connection = self._driver_connection
+            self._driver_connection = None
+            state = connection._django_mysqlpool_state
+            origin = self._origin
+            if now is None:
+                now = time.monotonic()
+            try:
+                # The transaction flag, as give_back() reads it: a raw START
+                # TRANSACTION must not stay open into the next request either.
+                control = state.control
+                if control.read_status is not None:
+                    control.read_status()
+                    in_transaction = control.status.value & drivers.SERVER_STATUS_IN_TRANS
+                else:
+                    in_transaction = control.in_transaction(connection) is not False
+                parkable = (
+                    origin.parking
+                    and not (origin.disposed or state.dirty or state.options.reset_session == "always")
+                    and (state.expires_at is None or now < state.expires_at)
+                    and connection.get_autocommit() == autocommit
+                    and not in_transaction
+                    # No forks.owned_here(): in a forked child every inherited
+                    # pool is marked disposed, which the test above catches.
+                )
+            except Exception:  # a connection closed under us: give_back() copes
+                parkable = False
+            except BaseException:  # an interrupt: the slot must come back all the same
+                give_back(record, connection, origin)
+                raise
+            if parkable:
+                # What give_back() does to a clean connection, minus the pool.
+                state.lease += 1  # cursors kept from now on refuse to run
+                state.returned_at = now
+                self._released_state = state
+                self._released_lease = state.lease
+                spot = self._spot
+                pool = origin.pool
+                listed_in = spot.listed_in
+                if listed_in is not None and listed_in is not pool:
+                    listed_in.unlist(spot)  # moved to another pool since the last park
+                # The order BurstKeepingQueuePool.park() explains: park first,
+                # then read the listing and the waiters.
+                spot.parked.append(record)
+                if spot.listed_in is not pool or pool._waiting:
+                    pool.park(spot)
+                self.settings_checked = False
+                return
+            if give_back(record, connection, origin):
+                # Pooled with its session as this wrapper left it (not reset).
+                self._released_state = state
+                self._released_lease = state.lease
+        finally:
+            if shared:
+                self._reattaching.release()
 
     def _reclaim(self) -> Any:
         """Take back the connection detach() parked; None if there is none to take.
@@ -653,12 +662,6 @@ class PooledConnection:
         now = time.monotonic()
         ping_after = state.options.ping_after_idle
         poller = state.poller
-        recycle = origin.recycle
-        if recycle > -1 and time.time() - record.starttime > recycle:
-            # SQLAlchemy's recycle, which record.get_connection() would apply
-            # by reconnecting behind this handle's back: replace it instead.
-            _replace(record)
-            return None
         if (
             # usable_at_checkout() for a parked connection, inlined: this
             # runs at every request.

@@ -72,7 +72,6 @@ class ManagedPool:
         # first-in, first-out pool is chosen for.
         self.parking = self._plain_return and pool._use_lifo and not pool.dispatch.checkin
         self.pre_ping = pool._pre_ping
-        self.recycle = pool._recycle  # -1: off
 
     def return_record(self, record: Any) -> None:
         """Put a checked-out record back in the pool."""
@@ -220,10 +219,11 @@ def pool_for_connection(
             params = dict(conn_params)
             init_command = params.get("init_command")
             database = params.get("database") or params.get("db")
+            recycle = arguments.get("recycle", -1)  # SQLAlchemy's; checkout.py applies it
 
             def open_connection():
                 connection = forks.adopt(connect(params))
-                return checkout_path.prepare(connection, options, init_command, database)
+                return checkout_path.prepare(connection, options, init_command, database, recycle)
 
             pool = _create_pool(alias, pool_cls, arguments, open_connection)
             managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
