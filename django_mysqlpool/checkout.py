@@ -534,11 +534,14 @@ class PooledConnection:
     def detached(self) -> bool:
         return self._driver_connection is None
 
-    def _claim(self) -> Any:
+    def _claim(self) -> tuple[Any, Any]:
+        """Take the record this handle holds, checked out or parked, and its
+        connection; (None, None) if it holds none. list.pop() is atomic:
+        two threads closing a shared handle never both get it."""
         try:
-            return self._record.pop()
+            return self._record.pop(), self._driver_connection
         except IndexError:
-            return None
+            return self._take_back_parked()
 
     @property
     def state(self) -> ConnectionState:
@@ -701,20 +704,14 @@ class PooledConnection:
 
     def close(self) -> None:
         """Give the connection back: cleaned and pooled, or closed if it cannot be."""
-        record = self._claim()
-        connection = self._driver_connection
-        if record is None:
-            record, connection = self._take_back_parked()
+        record, connection = self._claim()
         self._forget()
         if record is not None:
             give_back(record, connection, self._origin)
 
     def discard(self) -> None:
         """Close the physical connection instead of pooling it (it had an error)."""
-        record = self._claim()
-        connection = self._driver_connection
-        if record is None:
-            record, connection = self._take_back_parked()
+        record, connection = self._claim()
         self._forget()
         if record is not None and forks.owned_here(connection):
             record.invalidate()

@@ -27,6 +27,22 @@ def _wait_for(predicate, timeout=15.0):
     return predicate()
 
 
+class _RequestElsewhere:
+    """A request for another thread: the connection id it got, or the error it met."""
+
+    def __init__(self):
+        self.ids = []
+        self.errors = []  # a PoolTimeout, if a connection was kept from it
+
+    def __call__(self):
+        try:
+            self.ids.append(connection_id())
+        except Exception as error:  # reported by the test
+            self.errors.append(error)
+        finally:
+            connections["default"].close()
+
+
 class _OtherThreadRequests:
     """A thread that makes one request whenever asked, and ends when told."""
 
@@ -86,15 +102,7 @@ def test_a_waiting_checkout_gets_a_connection_parked_while_it_waits():
     close_old_connections()  # parked once: its spot is listed from now on
     held = connection_id()  # taken back: this thread holds the only connection
     pool = wrapper.pool.pool
-    got, errors = [], []
-
-    def request():
-        try:
-            got.append(connection_id())
-        except Exception as error:  # a PoolTimeout if parking kept it from us
-            errors.append(error)
-        finally:
-            connections["default"].close()
+    request = _RequestElsewhere()
 
     waiter = threading.Thread(target=request, daemon=True)
     waiter.start()
@@ -106,7 +114,7 @@ def test_a_waiting_checkout_gets_a_connection_parked_while_it_waits():
         wrapper.close()  # let it go before failing
         waiter.join(30)
     assert handed_over, "the waiting checkout was not handed the parked connection"
-    assert errors == [] and got == [held]
+    assert request.errors == [] and request.ids == [held]
     assert connection_id() == held  # and this wrapper gets it back afterwards
     wrapper.close()
 
@@ -196,18 +204,10 @@ def test_after_dispose_a_connection_parked_in_the_new_pool_is_anyones():
     close_old_connections()  # parked there: its spot must be listed there now
     pool = wrapper.pool.pool
     assert pool.parked() == 1 and pool.checkedout() == 0
-    got, errors = [], []
-
-    def request():
-        try:
-            got.append(connection_id())
-        except Exception as error:  # a PoolTimeout if the spot was not listed
-            errors.append(error)
-        finally:
-            connections["default"].close()
+    request = _RequestElsewhere()
 
     run_threads(request, 1)
-    assert errors == [] and got == [second]
+    assert request.errors == [] and request.ids == [second]
     dispose_pools()
     with admin_connection() as admin:
         assert _wait_for(lambda: second not in server_connections(admin))
@@ -273,18 +273,10 @@ def test_a_request_end_on_a_connection_closed_behind_the_pool_keeps_the_slot():
         close_old_connections()
     except Exception:
         pass  # Django may report it; the slot must come back either way
-    got, errors = [], []
-
-    def request():
-        try:
-            got.append(connection_id())
-        except Exception as error:  # PoolTimeout if the slot was lost
-            errors.append(error)
-        finally:
-            connections["default"].close()
+    request = _RequestElsewhere()
 
     run_threads(request, 1)
-    assert errors == [] and len(got) == 1
+    assert request.errors == [] and len(request.ids) == 1
     wrapper.close()
 
 

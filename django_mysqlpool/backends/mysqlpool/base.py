@@ -229,7 +229,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         if self.health_check_enabled and not self.health_check_done:
             super().close_if_health_check_failed()
         connection = self.connection
-        if isinstance(connection, PooledConnection) and connection._driver_connection is None:
+        if not isinstance(connection, PooledConnection):
+            return
+        if connection._driver_connection is None:
             # Detached, before the first cursor of a request: the handle may
             # take back its parked connection itself if the settings it was
             # checked out with still hold (changed in place, they need
@@ -238,13 +240,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
                 connection.settings_checked = True
             else:
                 connection.give_back_parked()
-            return
-        if (
-            isinstance(connection, PooledConnection)
-            and connection._driver_connection is not None  # not detached: held across requests
-            and not self.in_atomic_block
-            and connection.stale()
-        ):
+        elif not self.in_atomic_block and connection.stale():
             # A connection this thread kept (CONN_MAX_AGE, a daemon) that the
             # server closed while it sat idle: replace it before the query.
             connection.discard()
