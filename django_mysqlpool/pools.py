@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -70,8 +71,24 @@ class ManagedPool:
         # Parking (checkout.PooledConnection.detach) keeps a connection with
         # the Django connection that used it: it would defeat the rotation a
         # first-in, first-out pool is chosen for.
-        self.parking = self._plain_return and pool._use_lifo and not pool.dispatch.checkin
+        # A pool that resets every session would reset it for nobody.
+        # False from dispose() on, so that no connection parks in it.
+        self.parking = (
+            self._plain_return
+            and pool._use_lifo
+            and not pool.dispatch.checkin
+            and options.reset_session != "always"
+        )
         self.pre_ping = pool._pre_ping
+        # How long a parked connection may sit before taking it back pings
+        # it (checkout.PooledConnection._reclaim): a number even for "never",
+        # so the check is one comparison.
+        if self.pre_ping:
+            self.reclaim_ping_after = 0.0
+        elif options.ping_after_idle is None:
+            self.reclaim_ping_after = math.inf
+        else:
+            self.reclaim_ping_after = options.ping_after_idle
 
     def return_record(self, record: Any) -> None:
         """Put a checked-out record back in the pool."""
@@ -116,6 +133,7 @@ class ManagedPool:
     def dispose(self) -> None:
         """Close idle connections now; checked-out ones close when given back."""
         self.disposed = True
+        self.parking = False
         self.pool.dispose()
 
     def __repr__(self) -> str:
@@ -141,7 +159,8 @@ def _forget_parent_pools() -> None:
     # harmless; nothing here closes them.
     _pools_lock = threading.Lock()
     for managed in _pools.values():
-        managed.disposed = True  # a flag only: no I/O on the parent's sockets
+        managed.disposed = True  # flags only: no I/O on the parent's sockets
+        managed.parking = False
     _pools.clear()
     generation += 1
 

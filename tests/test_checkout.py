@@ -349,3 +349,46 @@ def test_session_changes_through_the_drivers_own_methods_are_reset(call):
             row = cursor.fetchone()
         wrapper.close()
     assert row == (wrapper.settings_dict["NAME"], "utf8mb4", None)
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_the_drivers_methods_and_attributes_pass_through_the_handle():
+    wrapper = connections["default"]
+    wrapper.ensure_connection()
+    handle, driver = wrapper.connection, wrapper.connection.driver_connection
+    try:
+        assert handle.thread_id() == connection_id()
+        assert handle.get_server_info() == driver.get_server_info()
+        assert handle.encoders is driver.encoders  # set on the instance as it opened
+        assert handle.open == driver.open  # a C-level member
+    finally:
+        wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_name_the_driver_lacks_raises_attribute_error_and_checks_nothing_out():
+    from django.db import close_old_connections
+
+    wrapper = connections["default"]
+    wrapper.ensure_connection()
+    close_old_connections()  # the request's end: the handle keeps no connection
+    pool = wrapper.pool.pool
+    try:
+        assert wrapper.connection.detached
+        with pytest.raises(AttributeError):
+            wrapper.connection.no_such_attribute
+        assert wrapper.connection.detached and pool.checkedout() == 0
+    finally:
+        wrapper.close()
+
+
+def test_reading_the_handle_stays_on_pythons_fast_attribute_path():
+    # A __getattr__ anywhere in the handle's class makes Python 3.11 read
+    # every attribute of it the slow way, about 4% of a request's cycle
+    # (benchmarks/instructions.py): attributes pass through as properties.
+    wrapper = connections["default"]
+    wrapper.ensure_connection()
+    try:
+        assert not hasattr(type(wrapper.connection), "__getattr__")
+    finally:
+        wrapper.close()

@@ -381,3 +381,43 @@ def test_a_thread_sharing_the_wrapper_cannot_attach_while_another_parks():
         assert pool.checkedout() == 0
     finally:
         wrapper.dec_thread_sharing()
+
+
+def _pings_on_this_session(alias="default"):
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Com_admin_commands'")  # COM_PING counts here
+        return int(cursor.fetchone()[1])
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "pre_ping": True})
+def test_with_pre_ping_the_owner_pings_its_parked_connection_before_taking_it_back():
+    wrapper = connections["default"]
+    first, pings = connection_id(), _pings_on_this_session()
+    close_old_connections()
+    assert wrapper.pool.pool.parked() == 1
+    assert connection_id() == first
+    assert _pings_on_this_session() == pings + 1
+    wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "ping_after_idle": 0.2})
+def test_a_parked_connection_idle_past_ping_after_idle_is_pinged_when_taken_back():
+    wrapper = connections["default"]
+    first, pings = connection_id(), _pings_on_this_session()
+    close_old_connections()
+    assert connection_id() == first and _pings_on_this_session() == pings  # not idle long
+    close_old_connections()
+    time.sleep(0.3)
+    assert connection_id() == first
+    assert _pings_on_this_session() == pings + 1
+    wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "reset_session": "always"})
+def test_a_pool_that_resets_every_session_parks_nothing():
+    wrapper = connections["default"]
+    connection_id()
+    close_old_connections()
+    pool = wrapper.pool.pool
+    assert pool.parked() == 0 and pool.checkedin() == 1
+    wrapper.close()

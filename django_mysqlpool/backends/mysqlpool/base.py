@@ -2,6 +2,7 @@
 
 
 import _thread
+import operator
 import time
 import weakref
 
@@ -14,6 +15,11 @@ from django_mysqlpool import pools
 from django_mysqlpool.checkout import PooledConnection
 
 from .creation import DatabaseCreation
+
+
+# What the connection parameters are built from, besides pools.generation:
+# one C call that reads them all, as a tuple to compare with a cached one.
+_connection_settings = operator.itemgetter("NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
 
 
 def _snapshot(value):
@@ -57,37 +63,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     _connection_cache = (None, None, None)
 
     def _settings_fingerprint(self):
-        # _settings_unchanged() compares the same fields, in this order.
-        settings = self.settings_dict
-        return (
-            pools.generation,
-            settings["NAME"],
-            settings["USER"],
-            settings["PASSWORD"],
-            settings["HOST"],
-            settings["PORT"],
-            settings["OPTIONS"],
-        )
-
-    def _settings_unchanged(self):
-        """True if the settings are those the cached connection parameters came from.
-
-        _settings_fingerprint() == the cached one, without building the tuple:
-        this runs at every request.
-        """
-        cached = self._connection_cache[0]
-        if cached is None:
-            return False
-        settings = self.settings_dict
-        return (
-            cached[0] == pools.generation
-            and cached[1] == settings["NAME"]
-            and cached[2] == settings["USER"]
-            and cached[3] == settings["PASSWORD"]
-            and cached[4] == settings["HOST"]
-            and cached[5] == settings["PORT"]
-            and cached[6] == settings["OPTIONS"]
-        )
+        # close_if_health_check_failed() builds the same tuple inline.
+        return (pools.generation, _connection_settings(self.settings_dict))
 
     def get_connection_params(self):
         # Django rebuilds the parameters at every connect, and finding their
@@ -102,7 +79,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         params = super().get_connection_params()
         # Pool arguments are ours; the driver must never see them.
         params.pop("pool", None)
-        snapshot = fingerprint[:-1] + (_snapshot(fingerprint[-1]),)
+        generation, values = fingerprint
+        snapshot = (generation, values[:-1] + (_snapshot(values[-1]),))
         self._connection_cache = (snapshot, params, None)
         return params
 
@@ -146,7 +124,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             # not put Django's setup on some other session.
             raise Database.InterfaceError(0, "this connection handle was closed")
         max_age = self.settings_dict["CONN_MAX_AGE"]
-        if self._settings_unchanged():
+        if self._connection_cache[0] == self._settings_fingerprint():
             connection = handle._reclaim()
             if connection is not None:
                 # The session this handle parked, untouched since (as with a
@@ -236,7 +214,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             # take back its parked connection itself if the settings it was
             # checked out with still hold (changed in place, they need
             # another pool, database or login).
-            if self._settings_unchanged():
+            # (self._settings_fingerprint(), inlined: one Python call less.)
+            if self._connection_cache[0] == (pools.generation, _connection_settings(self.settings_dict)):
                 connection.settings_checked = True
             else:
                 connection.give_back_parked()
