@@ -14,6 +14,7 @@ import re
 import threading
 import time
 import weakref
+from collections import deque
 from typing import Any, Callable
 
 from . import drivers, forks
@@ -407,10 +408,12 @@ class PooledConnection:
                  "settings_checked")
 
     def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
-        # A one-element list while checked out: list.pop() is atomic, so two
+        # One element while checked out: deque.pop() is atomic, so two
         # threads closing a shared connection (or a close racing a thread's
-        # end) can never both give it back.
-        self._record: list[Any] = []
+        # end) can never both give it back. A deque, not a list: a list
+        # emptied by pop() frees its storage, and the next append at the
+        # next request allocates it again.
+        self._record: deque[Any] = deque()
         self._driver_connection: Any = None  # None: detached
         # The registry's record of the pool: tells whether it was disposed
         # while this connection was out, and retires idle connections.
@@ -533,7 +536,7 @@ class PooledConnection:
 
     def _claim(self) -> tuple[Any, Any]:
         """Take the record this handle holds, checked out or parked, and its
-        connection; (None, None) if it holds none. list.pop() is atomic:
+        connection; (None, None) if it holds none. deque.pop() is atomic:
         two threads closing a shared handle never both get it."""
         try:
             return self._record.pop(), self._driver_connection

@@ -119,10 +119,12 @@ class SessionControl:
         if library is None:
             return
         handle = library.handle(connection)
+        # from_param() gives each argument converted once, ready to pass
+        # (what ctypes would otherwise redo at every call).
         read_status = functools.partial(
             library.get_info,
-            ctypes.c_void_p(handle),
-            ctypes.c_int(_MARIADB_CONNECTION_SERVER_STATUS),
+            ctypes.c_void_p.from_param(handle),
+            ctypes.c_int.from_param(_MARIADB_CONNECTION_SERVER_STATUS),
             ctypes.byref(self.status),
         )
         read_status()

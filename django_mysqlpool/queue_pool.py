@@ -38,7 +38,8 @@ class ParkingSpot:
 
     The owner parks (append) and takes back (pop) without the pool's lock;
     the pool hands a parked record to another checkout under its lock. Both
-    sides pop, and list.pop() is atomic, so a record goes to one of them.
+    sides pop, and deque.pop() is atomic, so a record goes to one of them
+    (a deque keeps its storage when emptied, where a list would free it).
     listed_in is the pool whose list of spots holds this one (changed under
     that pool's lock): the owner may move to another pool (settings
     changed, pools disposed), and a spot only ever holds records of the
@@ -48,7 +49,7 @@ class ParkingSpot:
     __slots__ = ("parked", "listed_in")
 
     def __init__(self) -> None:
-        self.parked: list[ConnectionPoolEntry] = []
+        self.parked: deque[ConnectionPoolEntry] = deque()
         self.listed_in: BurstKeepingQueuePool | None = None
 
     def take_back(self) -> ConnectionPoolEntry | None:
@@ -138,8 +139,11 @@ class BurstKeepingQueuePool(QueuePool):
         moved = 0
         with self._lock:
             for spot in list(self._spots):
-                last = spot.parked[-1:]  # the owner may pop meanwhile: no IndexError
-                if last and may_unpark(last[0]):
+                try:
+                    last = spot.parked[-1]
+                except IndexError:  # none, or the owner took it back meanwhile
+                    continue
+                if may_unpark(last):
                     record = spot.take_back()
                     if record is not None:
                         self._idle.appendleft(record)  # long unused: first to retire

@@ -35,8 +35,9 @@ def _libc_poll() -> Any:
     return poll
 
 
-_ONE = ctypes.c_ulong(1)  # nfds_t
-_NO_WAIT = ctypes.c_int(0)
+# Converted once, ready to pass (from_param(), as ctypes would do at every call).
+_ONE = ctypes.c_ulong.from_param(1)  # nfds_t
+_NO_WAIT = ctypes.c_int.from_param(0)
 
 
 _poll = _libc_poll()
