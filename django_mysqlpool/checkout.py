@@ -601,12 +601,11 @@ class PooledConnection:
             try:
                 # The transaction flag, as give_back() reads it: a raw START
                 # TRANSACTION must not stay open into the next request either.
-                control = state.control
-                if control.read_status is not None:
-                    control.read_status()
-                    in_transaction = control.status.value & SERVER_STATUS_IN_TRANS
+                live_status = state.control.live_status
+                if live_status is not None:
+                    in_transaction = live_status.value & SERVER_STATUS_IN_TRANS
                 else:
-                    in_transaction = control.in_transaction(connection) is not False
+                    in_transaction = state.control.in_transaction(connection) is not False
                 parkable = (
                     # False once the pool is disposed, and for a pool that
                     # resets every session (ManagedPool.parking).

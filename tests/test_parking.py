@@ -348,16 +348,16 @@ def test_a_thread_sharing_the_wrapper_cannot_attach_while_another_parks():
     connection_id()  # taken back: attached, its spot listed
     wrapper.inc_thread_sharing()
     try:
-        control = wrapper.connection.state.control
-        read_status = control.read_status
+        driver = wrapper.connection._driver_connection  # not driver_connection: that marks it dirty
+        get_autocommit = driver.get_autocommit
         in_detach = threading.Event()
 
-        def slow_read_status():
+        def slow_get_autocommit():
             in_detach.set()
             time.sleep(0.5)  # the request end is half done: its connection is out of the handle
-            return read_status()
+            return get_autocommit()
 
-        control.read_status = slow_read_status
+        driver.get_autocommit = slow_get_autocommit
         # Another thread ends a request on this shared wrapper...
         ended = threading.Thread(target=wrapper.close_if_unusable_or_obsolete, daemon=True)
         ended.start()
@@ -370,7 +370,7 @@ def test_a_thread_sharing_the_wrapper_cannot_attach_while_another_parks():
         run_threads(use_the_shared_wrapper, 1)
         ended.join(10)
         assert not ended.is_alive()
-        control.read_status = read_status
+        driver.get_autocommit = get_autocommit  # (the driver refuses a del)
         handle = wrapper.connection
         assert len(handle._spot.parked) + (0 if handle.given_back else 1) == 1, (
             "the handle holds two connections"
