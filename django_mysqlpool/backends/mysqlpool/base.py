@@ -261,7 +261,8 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
                 if self._thread_ident != _thread.get_ident():
                     self.validate_thread_sharing()  # as close() would: raises unless shared
                 self.health_check_done = False
-                self.run_on_commit = []
+                if self.run_on_commit:  # as close() would; a new list only if needed
+                    self.run_on_commit = []
                 connection.detach(self.autocommit, now)
                 return
         super().close_if_unusable_or_obsolete()
