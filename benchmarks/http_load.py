@@ -1,14 +1,16 @@
 """The HTTP measure of bench.py: the benchmark site under gunicorn, loaded by wrk.
 
-For each engine and each wrk concurrency, in interleaved rounds: gunicorn
-(gthread, 2 workers x 16 threads) serves benchmarks/benchsite, wrk loads its
-one-row ORM get() view, and a separate connection samples the engine user's
-server connections.
+For each engine and each wrk concurrency, in interleaved rounds (engines in a
+fresh order each round): gunicorn (gthread, 2 workers x 16 threads) serves
+benchmarks/benchsite, wrk loads its one-row ORM get() view, and a separate
+connection samples the engine user's server connections and counts the
+connections the server accepted meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import socket
@@ -78,15 +80,19 @@ def _one_run(address, engine: str, connections: int, seconds: int) -> dict:
          "--backlog", "2048", "benchmarks.benchsite.wsgi:application"],
         env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
-    peak, done = 0, threading.Event()
+    peak, opened, done = 0, 0, threading.Event()
 
     def sample():
-        nonlocal peak
+        # Connections opened while wrk runs tell churn (a pool that closes and
+        # reopens) from a steady set; only this engine's site runs meanwhile.
+        nonlocal peak, opened
         admin = address.connect()
         cursor = admin.cursor()
+        opened_before = _connections_opened(cursor)
         while not done.is_set():
             peak = max(peak, server_connections(cursor, engine, "http_"))
             time.sleep(0.01)
+        opened = _connections_opened(cursor) - opened_before
         admin.close()
 
     try:
@@ -109,7 +115,12 @@ def _one_run(address, engine: str, connections: int, seconds: int) -> dict:
         except subprocess.TimeoutExpired:
             server.kill()
             server.communicate(timeout=10)
-    return {**_parse_wrk(result.stdout), "peak_server_connections": peak}
+    return {**_parse_wrk(result.stdout), "peak_server_connections": peak, "connections_opened": opened}
+
+
+def _connections_opened(cursor) -> int:
+    cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+    return int(cursor.fetchone()[1])
 
 
 def measure(address, database: str, quick: bool = False) -> dict:
@@ -117,11 +128,11 @@ def measure(address, database: str, quick: bool = False) -> dict:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not found: apt-get install wrk (benchmarks/run.sh does)")
     _prepare_table(address, database)
-    rounds, seconds = (1, 3) if quick else (3, 8)
+    rounds, seconds = (1, 3) if quick else (5, 8)
     runs: dict = {f"{engine}@{c}": [] for engine in ENGINES for c in CONCURRENCIES}
     for _ in range(rounds):
         for concurrency in CONCURRENCIES:
-            for engine in ENGINES:
+            for engine in random.sample(ENGINES, len(ENGINES)):  # a fresh order each round
                 runs[f"{engine}@{concurrency}"].append(_one_run(address, engine, concurrency, seconds))
     summary = {}
     for key, repetitions in runs.items():
@@ -137,6 +148,7 @@ def measure(address, database: str, quick: bool = False) -> dict:
             "non_2xx": sum(r["non_2xx"] for r in repetitions),
             "socket_errors": sum(r["socket_errors"] for r in repetitions),
             "peak_server_connections": max(r["peak_server_connections"] for r in repetitions),
+            "connections_opened": statistics.median(r["connections_opened"] for r in repetitions),
             "repetitions": repetitions,
         }
     return summary
@@ -145,8 +157,9 @@ def measure(address, database: str, quick: bool = False) -> dict:
 def print_table(summary: dict) -> None:
     print(f"\nhttp: gunicorn gthread {WORKERS} workers x {THREADS} threads, wrk, one-row ORM get()")
     print(f"{'engine':<12} {'conns':>5} {'req/s':>8} {'x persistent':>13} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'non-2xx':>8} {'sock err':>8} {'peak conns':>10}")
+          f"{'p99 ms':>7} {'non-2xx':>8} {'sock err':>8} {'peak conns':>10} {'opened':>7}")
     for row in summary.values():
         print(f"{row['engine']:<12} {row['connections']:>5} {row['requests_per_second']:>8.0f} "
               f"{row['ratio_to_persistent']:>13.2f} {row['p50_ms']:>7.2f} {row['p99_ms']:>7.2f} "
-              f"{row['non_2xx']:>8} {row['socket_errors']:>8} {row['peak_server_connections']:>10}")
+              f"{row['non_2xx']:>8} {row['socket_errors']:>8} {row['peak_server_connections']:>10} "
+              f"{row['connections_opened']:>7.0f}")
