@@ -634,9 +634,10 @@ class PooledConnection:
                 if listed_in is not None and listed_in is not pool:
                     listed_in.unlist(spot)  # moved to another pool since the last park
                 # The order BurstKeepingQueuePool.park() explains: park first,
-                # then read the listing and the waiters.
+                # then read the listing, the waiters and whether the pool was
+                # disposed since origin.parking was read (then it closes).
                 spot.parked.append(record)
-                if spot.listed_in is not pool or pool._waiting:
+                if spot.listed_in is not pool or pool._waiting or pool._disposed:
                     pool.park(spot)
                 self.settings_checked = False
                 return

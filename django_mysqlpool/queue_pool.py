@@ -90,6 +90,10 @@ class BurstKeepingQueuePool(QueuePool):
         # A forked child must never take this lock: a parent's thread may
         # have held it at the fork.
         self._pid = os.getpid()
+        # Set under the lock by dispose(): from then on nothing becomes idle
+        # here (it would stay open in a pool nobody checks out from again);
+        # a record given back, parked or unparked is closed instead.
+        self._disposed = False
 
     def park(self, spot: ParkingSpot) -> None:
         """List a spot the owner just parked a record of this pool in, and serve waiters.
@@ -107,8 +111,9 @@ class BurstKeepingQueuePool(QueuePool):
             with self._lock:
                 self._spots[spot] = None
                 spot.listed_in = self
-        if self._waiting:
-            # Someone is waiting for a connection: this one goes to them.
+        if self._waiting or self._disposed:
+            # Someone is waiting for a connection: this one goes to them. Or
+            # the pool was disposed while the owner was parking: it closes.
             taken = spot.take_back()
             if taken is not None:
                 self._do_return_conn(taken)
@@ -136,7 +141,7 @@ class BurstKeepingQueuePool(QueuePool):
 
     def unpark(self, may_unpark: Callable[[ConnectionPoolEntry], bool]) -> int:
         """Move the parked records may_unpark() accepts to the idle ones; returns how many."""
-        moved = 0
+        moved, doomed = 0, []
         with self._lock:
             for spot in list(self._spots):
                 try:
@@ -145,11 +150,16 @@ class BurstKeepingQueuePool(QueuePool):
                     continue
                 if may_unpark(last):
                     record = spot.take_back()
-                    if record is not None:
+                    if record is None:
+                        continue
+                    if self._disposed:
+                        doomed.append(record)
+                    else:
                         self._idle.appendleft(record)  # long unused: first to retire
-                        moved += 1
+                    moved += 1
             if moved and self._waiting:
                 self._slot_freed.notify(moved)
+        self._close_all(doomed)
         return moved
 
     def parked(self) -> int:
@@ -194,9 +204,18 @@ class BurstKeepingQueuePool(QueuePool):
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         with self._lock:
-            self._idle.append(record)
-            if self._waiting:
-                self._slot_freed.notify()
+            if not self._disposed:
+                self._idle.append(record)
+                if self._waiting:
+                    self._slot_freed.notify()
+                return
+        self._close_all([record])
+
+    def _close_all(self, records: list) -> None:
+        # Outside the lock: closing may wait on the network.
+        for record in records:
+            record.close()
+            self._dec_overflow()  # as QueuePool does when it closes a surplus one
 
     def _inc_overflow(self) -> bool:
         with self._lock:
@@ -240,10 +259,10 @@ class BurstKeepingQueuePool(QueuePool):
         # QueuePool.dispose() resets the overflow counter as if nothing were
         # checked out; connections that are out would then not count against
         # the bound. Close the idle ones and count each one down instead.
+        with self._lock:
+            self._disposed = True
         self.unpark(lambda record: True)
-        for record in self.take_idle(0, lambda record: True):
-            record.close()
-            self._dec_overflow()
+        self._close_all(self.take_idle(0, lambda record: True))
         self.logger.info("Pool disposed. %s", self.status())
 
     def recreate(self) -> "BurstKeepingQueuePool":
