@@ -212,10 +212,19 @@ class BurstKeepingQueuePool(QueuePool):
         self._close_all([record])
 
     def _close_all(self, records: list) -> None:
-        # Outside the lock: closing may wait on the network.
+        # Outside the lock: closing may wait on the network. A close that
+        # raises (an interrupt, a close listener) stops neither the rest
+        # nor the count; the first error is raised at the end.
+        error = None
         for record in records:
-            record.close()
-            self._dec_overflow()  # as QueuePool does when it closes a surplus one
+            try:
+                record.close()
+            except BaseException as caught:
+                error = error or caught
+            finally:
+                self._dec_overflow()  # as QueuePool does when it closes a surplus one
+        if error is not None:
+            raise error
 
     def _inc_overflow(self) -> bool:
         with self._lock:

@@ -9,11 +9,12 @@ give-back, on the real server, and watches the connection on the server.
 
 import time
 
+import pytest
 from django.db import close_old_connections, connections
 from django.test import override_settings
 
 from django_mysqlpool.pools import dispose_pools
-from tests.helpers import admin_connection, connection_id, server_connections
+from tests.helpers import admin_connection, connection_id, run_threads, server_connections
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 5}
 
@@ -86,3 +87,33 @@ def test_a_disposed_pool_keeps_nothing_idle_even_under_min_idle():
     assert _closed_on_the_server(given)
     origin.retire_idle()  # the sweep a later give-back runs keeps nothing either
     assert origin.pool.checkedin() == 0
+
+
+class _Interrupted(BaseException):
+    """What a gevent.Timeout or a KeyboardInterrupt is: not an Exception."""
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 2, "max_overflow": 0, "timeout": 5})
+def test_a_close_that_raises_during_dispose_stops_neither_the_others_nor_the_count():
+    wrapper = connections["default"]
+    connection_id()
+    run_threads(lambda: (connection_id(), connections["default"].close()), 1)
+    wrapper.close()  # in full: both connections idle in the pool
+    pool = wrapper.pool.pool
+    first, second = list(pool._idle)  # dispose() closes the oldest first
+    stuck_id, other_id = first.dbapi_connection.thread_id(), second.dbapi_connection.thread_id()
+
+    def interrupted():
+        raise _Interrupted
+
+    first.close = interrupted
+    try:
+        with pytest.raises(_Interrupted):
+            dispose_pools()
+        assert _closed_on_the_server(other_id)
+        assert pool._overflow == -2  # both slots counted down: nothing open in it
+        assert len(pool._idle) == 0
+    finally:
+        del first.close
+        first.close()
+    assert _closed_on_the_server(stuck_id)
