@@ -124,9 +124,7 @@ class ManagedPool:
         # Parked connections nobody took back for that long are idle ones.
         self.pool.unpark(idle_too_long)
         retired = self.pool.take_idle(keep, idle_too_long)
-        for record in retired:
-            record.close()
-            self.pool._dec_overflow()  # as QueuePool does when it closes a surplus one
+        self.pool._close_all(retired)  # each closed and counted down, whatever one raises
         if retired:
             logger.debug("retired %d idle connection(s) from %r", len(retired), self)
 
