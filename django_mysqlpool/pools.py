@@ -123,10 +123,9 @@ class ManagedPool:
 
         # Parked connections nobody took back for that long are idle ones.
         self.pool.unpark(idle_too_long)
-        retired = self.pool.take_idle(keep, idle_too_long)
-        self.pool._close_all(retired)  # each closed and counted down, whatever one raises
+        retired = self.pool.close_idle(keep, idle_too_long)
         if retired:
-            logger.debug("retired %d idle connection(s) from %r", len(retired), self)
+            logger.debug("retired %d idle connection(s) from %r", retired, self)
 
     def dispose(self) -> None:
         """Close idle connections now; checked-out ones close when given back."""

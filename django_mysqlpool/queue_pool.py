@@ -140,7 +140,8 @@ class BurstKeepingQueuePool(QueuePool):
         return None
 
     def unpark(self, may_unpark: Callable[[ConnectionPoolEntry], bool]) -> int:
-        """Move the parked records may_unpark() accepts to the idle ones; returns how many."""
+        """Move the parked records may_unpark() accepts to the idle ones (in a
+        disposed pool: close them); returns how many."""
         moved, doomed = 0, []
         with self._lock:
             for spot in list(self._spots):
@@ -153,14 +154,14 @@ class BurstKeepingQueuePool(QueuePool):
                     if record is None:
                         continue
                     if self._disposed:
-                        doomed.append(record)
+                        doomed.append(record)  # its slot frees (and wakes) as it closes
                     else:
                         self._idle.appendleft(record)  # long unused: first to retire
-                    moved += 1
+                        moved += 1
             if moved and self._waiting:
                 self._slot_freed.notify(moved)
         self._close_all(doomed)
-        return moved
+        return moved + len(doomed)
 
     def parked(self) -> int:
         with self._lock:
@@ -240,16 +241,14 @@ class BurstKeepingQueuePool(QueuePool):
                 self._slot_freed.notify()
         return True
 
-    def take_idle(self, keep: int, may_retire: Callable[[ConnectionPoolEntry], bool]) -> list:
-        """Remove and return the oldest idle records may_retire() accepts, leaving keep idle.
-
-        The caller closes them and calls _dec_overflow() for each.
-        """
+    def close_idle(self, keep: int, may_retire: Callable[[ConnectionPoolEntry], bool]) -> int:
+        """Close the oldest idle records may_retire() accepts, leaving keep idle; returns how many."""
         taken = []
         with self._lock:
             while len(self._idle) > keep and may_retire(self._idle[0]):
                 taken.append(self._idle.popleft())
-        return taken
+        self._close_all(taken)
+        return len(taken)
 
     def size(self) -> int:
         return self._core_size
@@ -271,7 +270,7 @@ class BurstKeepingQueuePool(QueuePool):
         with self._lock:
             self._disposed = True
         self.unpark(lambda record: True)
-        self._close_all(self.take_idle(0, lambda record: True))
+        self.close_idle(0, lambda record: True)
         self.logger.info("Pool disposed. %s", self.status())
 
     def recreate(self) -> "BurstKeepingQueuePool":
