@@ -29,6 +29,7 @@ setup(
             "gevent>=24.2",
             "celery>=5.6",
             "uvicorn>=0.30",
+            "import-linter>=2.1",
         ],
     },
     classifiers=[

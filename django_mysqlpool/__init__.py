@@ -1,6 +1,6 @@
 """A connection pool for Django on MySQL and MariaDB."""
 
 from .decorators import auto_close_db
-from .pools import close_pool
+from .forks import close_pool
 
 __all__ = ["auto_close_db", "close_pool"]

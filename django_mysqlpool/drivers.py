@@ -125,8 +125,8 @@ def _fields_match(fields: _FieldsAroundServerStatus, connection: Any, status: in
 def _server_status_field(connection: Any, handle: int, status: int) -> Any:
     """The connection's server_status field itself, as a ctypes c_uint; None if not found.
 
-    Reading it is reading memory: no call through ctypes, which costs about
-    2,000 instructions (1.5% of a request's cycle) at every request's end.
+    Reading it is reading memory: no call through ctypes at every request's
+    end (the README's benchmark section gives what that call costs).
     mysqlclient reads the same field directly for get_autocommit(). Its
     place is found by a fingerprint (the connection's thread id, protocol
     version 10, the status Connector/C just reported, its field and warning

@@ -1,4 +1,6 @@
-"""The exceptions django_mysqlpool raises."""
+"""Every exception django_mysqlpool raises."""
+
+from __future__ import annotations
 
 from django.db.utils import OperationalError
 
@@ -9,3 +11,37 @@ class PoolTimeout(OperationalError):
     A django.db.utils.OperationalError, so code that already catches
     Django's database errors keeps working.
     """
+
+
+class ConnectionGivenBack(Exception):
+    """A connection, a cursor or a handle was used after it was given back to the pool.
+
+    Raised through given_back(), as an instance of a class that is also the
+    driver's InterfaceError: Django wraps it as django.db.InterfaceError,
+    like any driver error, and code that catches the driver's error keeps
+    working. Catch this class to tell a use-after-give-back from other
+    interface errors.
+    """
+
+
+_given_back_classes: dict[type, type] = {}
+
+
+def given_back(interface_error: type[Exception], message: str) -> ConnectionGivenBack:
+    """A ConnectionGivenBack that is also an interface_error, the driver's InterfaceError."""
+    error_class = _given_back_classes.get(interface_error)
+    if error_class is None:
+        error_class = _given_back_classes.setdefault(
+            interface_error,
+            type("ConnectionGivenBack", (ConnectionGivenBack, interface_error), {"__module__": __name__}),
+        )
+    # The driver's form: (error number, message); 0, as the driver uses for
+    # errors of its own.
+    return error_class(0, message)
+
+
+def driver_interface_error() -> type[Exception]:
+    """MySQLdb's InterfaceError, for a handle with no driver connection left to ask."""
+    from MySQLdb import InterfaceError
+
+    return InterfaceError

@@ -1,92 +1,46 @@
-"""Fork safety: a child process never uses, closes or writes to its parent's connections.
+"""Fork safety: close_pool() before a planned fork, and the one hook that runs in every forked child.
 
-A forked child shares its parent's sockets. If the child's copy of a
-MySQLdb connection is closed or garbage-collected, libmysqlclient sends
-COM_QUIT on the shared socket and the parent's next query fails (error
-2013); a rollback sent by the child would steal the parent's replies. So:
+A forked child never uses, closes or writes to its parent's connections
+(ownership.py explains why). After a fork, the child:
 
-- every physical connection is adopted here, tagged with the process that
-  opened it, and kept referenced until the pool closes it;
-- code that would talk to a connection (rollback, ping, close) asks
-  owned_here() first;
-- in a forked child, every inherited connection's descriptor is pointed at
-  /dev/null, so whatever the child's copy later sends goes nowhere, and the
-  forking thread's Django wrappers forget their inherited connections, so
-  the child's next query opens a connection of its own.
+1. points every inherited connection's socket at /dev/null
+   (ownership.neutralise_inherited), before anything can talk on it;
+2. makes the forking thread's Django wrappers forget their handles
+   (PooledConnection.orphan), so the child's next query connects afresh;
+3. forgets the parent's pools (registry.forget_parent_pools), which also
+   tells cached wrappers to look their pool up again.
+
+The order is written here once: one at-fork hook calls the three steps.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
-from typing import Any
 
-from . import drivers
+from django.db import connections
+
+from . import ownership, registry
+from .handle import PooledConnection
 
 logger = logging.getLogger("django_mysqlpool")
 
-_OWNER = "_django_mysqlpool_pid"
 
-# Strong references: a connection dropped by garbage collection in a child
-# would say goodbye on its parent's socket before the child could stop it.
-_adopted: set[Any] = set()
-_adopted_lock = threading.Lock()
+def close_pool() -> None:
+    """Close every pool of the process; call it before os.fork().
 
-
-def adopt(connection: Any) -> Any:
-    """Record that this process opened connection; returns it."""
-    setattr(connection, _OWNER, os.getpid())
-    with _adopted_lock:
-        _adopted.add(connection)
-    return connection
-
-
-def release(connection: Any) -> None:
-    """Forget a connection the pool has closed."""
-    with _adopted_lock:
-        _adopted.discard(connection)
+    The calling thread's pooled Django connections are given back first, so
+    a forked child cannot inherit one in use. Idle connections close now;
+    connections other threads hold close when they are given back. Safe to
+    call twice; the next query opens a fresh connection.
+    """
+    for wrapper in connections.all(initialized_only=True):
+        if isinstance(wrapper.connection, PooledConnection):
+            wrapper.close()
+    registry.dispose_pools()
 
 
-def owned_here(connection: Any) -> bool:
-    """True if this process opened connection and may talk to it."""
-    # os.getpid(), not a copy refreshed by a fork hook: in a child, Python
-    # frees other threads' data (and so may give their connections back)
-    # before any hook runs.
-    return getattr(connection, _OWNER, None) == os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    try:
-        _neutralise_inherited_connections()
-    except Exception:  # a fork hook must never break the child
-        logger.exception("could not neutralise the connections inherited from the parent")
-
-
-def _neutralise_inherited_connections() -> None:
-    global _adopted_lock
-    # A thread of the parent may have held the lock at the fork.
-    _adopted_lock = threading.Lock()
-    inherited = list(_adopted)
-    _adopted.clear()
-    if not inherited:
-        return
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        for connection in inherited:
-            fd = drivers.descriptor(connection)
-            if fd is not None and fd >= 0:
-                os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
-    _forget_thread_connections()
-
-
-def _forget_thread_connections() -> None:
-    from django.db import connections
-
-    from .checkout import PooledConnection
-
+def _orphan_thread_connections() -> None:
     for wrapper in connections.all(initialized_only=True):
         if isinstance(wrapper.connection, PooledConnection):
             # Not close(): the connection is the parent's. Drop it; the
@@ -97,6 +51,15 @@ def _forget_thread_connections() -> None:
             wrapper.needs_rollback = False
             wrapper.savepoint_ids = []
             wrapper.atomic_blocks = []
+
+
+def _after_fork_in_child() -> None:
+    try:
+        if ownership.neutralise_inherited():
+            _orphan_thread_connections()
+    except Exception:  # a fork hook must never break the child
+        logger.exception("could not neutralise the connections inherited from the parent")
+    registry.forget_parent_pools()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -34,14 +34,14 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 
 class ParkingSpot:
-    """Where one Django connection parks its physical connection between requests.
+    """Where one handle parks its physical connection between requests.
 
-    The owner parks (append) and takes back (pop) without the pool's lock;
-    the pool hands a parked record to another checkout under its lock. Both
-    sides pop, and deque.pop() is atomic, so a record goes to one of them
-    (a deque keeps its storage when emptied, where a list would free it).
-    listed_in is the pool whose list of spots holds this one (changed under
-    that pool's lock): the owner may move to another pool (settings
+    The owner parks (park()) and takes back (take_back()) without the pool's
+    lock; the pool hands a parked record to another checkout under its lock.
+    Both sides pop, and deque.pop() is atomic, so a record goes to one of
+    them (a deque keeps its storage when emptied, where a list would free
+    it). listed_in is the pool whose list of spots holds this one (changed
+    under that pool's lock): the owner may move to another pool (settings
     changed, pools disposed), and a spot only ever holds records of the
     pool that lists it.
     """
@@ -52,12 +52,48 @@ class ParkingSpot:
         self.parked: deque[ConnectionPoolEntry] = deque()
         self.listed_in: BurstKeepingQueuePool | None = None
 
+    def park(self, record: ConnectionPoolEntry, pool: "BurstKeepingQueuePool") -> None:
+        """Park a record of pool here; it goes to a waiter at once if pool has one.
+
+        The order matters: the record is parked before the listing and the
+        waiters are read, and a checkout unlists a spot before it pops and
+        counts itself as waiting before it looks, so a parked record is
+        never in a spot nobody will look at, nor kept from a waiter. If the
+        pool was disposed meanwhile, the record closes.
+        """
+        listed_in = self.listed_in
+        if listed_in is not None and listed_in is not pool:
+            listed_in.unlist(self)  # moved to another pool since the last park
+        self.parked.append(record)
+        if self.listed_in is not pool or pool._waiting or pool._disposed:
+            pool._list_and_serve(self)
+
     def take_back(self) -> ConnectionPoolEntry | None:
         """The owner's own parked record, unless another checkout took it."""
         try:
             return self.parked.pop()
         except IndexError:
             return None
+
+    @property
+    def in_use(self) -> bool:
+        """True if a record is parked here or a pool lists this spot."""
+        return bool(self.parked) or self.listed_in is not None
+
+    def leave(self) -> None:
+        """Take this spot off its pool's list: its owner is done with it."""
+        listed_in = self.listed_in
+        if listed_in is not None:
+            listed_in.unlist(self)
+
+    def abandon(self) -> None:
+        """Forget the parked record and the listing without touching the pool.
+
+        For a forked child's copy: the record and the pool are the parent's,
+        and no lock of the parent's pool may be taken here.
+        """
+        self.parked.clear()
+        self.listed_in = None
 
 
 class BurstKeepingQueuePool(QueuePool):
@@ -95,18 +131,9 @@ class BurstKeepingQueuePool(QueuePool):
         # a record given back, parked or unparked is closed instead.
         self._disposed = False
 
-    def park(self, spot: ParkingSpot) -> None:
-        """List a spot the owner just parked a record of this pool in, and serve waiters.
-
-        The owner (PooledConnection.detach()) appends the record first, and
-        calls this when the spot is not listed here or someone is waiting.
-        The order matters: the record is parked before the listing and the
-        waiters are read, and a checkout unlists a spot before it pops and
-        counts itself as waiting before it looks, so a parked record is
-        never in a spot nobody will look at, nor kept from a waiter.
-        Before parking a record of this pool in a spot listed elsewhere, the
-        owner unlists it there.
-        """
+    def _list_and_serve(self, spot: ParkingSpot) -> None:
+        # ParkingSpot.park()'s second half: list the spot, and give its
+        # record to a waiter (or close it, once disposed).
         if spot.listed_in is not self:
             with self._lock:
                 self._spots[spot] = None
@@ -202,6 +229,29 @@ class BurstKeepingQueuePool(QueuePool):
         except BaseException:
             self._dec_overflow()
             raise
+
+    @property
+    def can_park(self) -> bool:
+        """Whether connections may park here (see ParkingSpot).
+
+        Parking keeps a connection with the handle that used it, which would
+        defeat the rotation a first-in, first-out pool is chosen for; and a
+        checkin listener expects to see every give-back.
+        """
+        return self._use_lifo and not self.dispatch.checkin
+
+    def return_record(self, record: ConnectionPoolEntry) -> None:
+        """Put a checked-out record back: record.checkin(_fairy_was_created=False), made lean.
+
+        What checkin() ends with, minus its bookkeeping for SQLAlchemy's
+        connection proxies (which this package never creates), unless a
+        checkin listener or a finalize callback needs it.
+        test_queue_pool.py checks that the two leave the pool alike.
+        """
+        if self.dispatch.checkin or record.finalize_callback:
+            record.checkin(_fairy_was_created=False)
+        else:
+            self._do_return_conn(record)
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         with self._lock:

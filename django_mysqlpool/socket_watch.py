@@ -4,9 +4,9 @@ One zero-timeout poll() of the connection's socket: no round trip. It is
 called through ctypes.PyDLL, which keeps the GIL, because select.poll()
 releases it around even a zero-timeout call, and in a process whose
 threads all want the GIL (a gunicorn worker with 16 threads) the thread
-that let go waits up to the switch interval (5 ms) to get it back: the
-convoy effect, paid at every checkout. It also sidesteps gevent, whose
-patched poll() yields to its event loop (about 29 us instead of 1).
+that let go waits up to the switch interval (sys.getswitchinterval()) to
+get it back: the convoy effect, paid at every checkout. It also sidesteps
+gevent, whose patched poll() yields to its event loop, many times slower.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _libc_poll() -> Any:
     except (OSError, AttributeError):  # no dlopen(NULL) or no poll(): use select's
         return None
     # No argtypes: the arguments are passed as ready-made ctypes objects,
-    # which spares a conversion per call (0.6 us a call instead of 1).
+    # which spares a conversion per call.
     poll.restype = ctypes.c_int
     return poll
 

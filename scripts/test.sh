@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, on 2 processes. Each worker starts a private MariaDB
+# The import-layer contracts, then the whole test suite on 2 processes. Each worker starts a private MariaDB
 # unless MYSQL_HOST (with MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD) names one.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The package's layers (.importlinter): imports go one way, with no cycles.
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -n 2 tests "$@"

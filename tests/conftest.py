@@ -58,7 +58,7 @@ def _fresh_pools():
     """Every test starts with no pool and leaves none behind."""
     from django.db import connections
 
-    from django_mysqlpool.pools import dispose_pools
+    from django_mysqlpool.registry import dispose_pools
 
     yield
     for connection in connections.all(initialized_only=True):

@@ -1,6 +1,6 @@
 """Under ASGI (uvicorn, async views, the async ORM) the pool stays bounded and nothing leaks.
 
-Each test serves tests/asgi_site.py with uvicorn in a subprocess, on a
+Each test serves tests/sites/asgi_site.py with uvicorn in a subprocess, on a
 database of its own, and drives it with a small HTTP/1.1 client on asyncio
 while a thread counts the server's connections to that database from an
 admin connection outside every pool.
@@ -23,7 +23,7 @@ from tests.server import free_port
 pytest.importorskip("uvicorn")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-POOL_SIZE, MAX_OVERFLOW = 5, 5  # tests/asgi_site.py's MYSQLPOOL_ARGUMENTS
+POOL_SIZE, MAX_OVERFLOW = 5, 5  # tests/sites/asgi_site.py's MYSQLPOOL_ARGUMENTS
 REQUESTS, CONCURRENCY = 2000, 64
 REQUEST_TIMEOUT = 30.0  # seconds, one request (the pool's own timeout is 10)
 LOAD_TIMEOUT = 150.0  # seconds, a whole load (about 10 s when healthy)
@@ -45,7 +45,7 @@ def asgi_database():
 
 
 class Uvicorn:
-    """uvicorn serving tests.asgi_site in a subprocess; its output goes to a file."""
+    """uvicorn serving tests.sites.asgi_site in a subprocess; its output goes to a file."""
 
     def __init__(self, database):
         self.port = free_port()
@@ -54,7 +54,7 @@ class Uvicorn:
         environment.pop("DJANGO_SETTINGS_MODULE", None)
         environment["PYTHONPATH"] = os.pathsep.join([ROOT, environment.get("PYTHONPATH", "")])
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "tests.asgi_site:application",
+            [sys.executable, "-m", "uvicorn", "tests.sites.asgi_site:application",
              "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
              "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
             cwd=ROOT, env=environment, stdout=self.log, stderr=subprocess.STDOUT,

@@ -6,7 +6,7 @@ from django.db import close_old_connections, connections
 from django.db.backends.mysql.base import DatabaseWrapper as StockWrapper
 
 from django_mysqlpool.backends.mysqlpool.base import DatabaseWrapper
-from django_mysqlpool.checkout import PooledConnection
+from django_mysqlpool.handle import PooledConnection
 from tests.helpers import address, admin_connection, connection_id, server_connections
 
 

@@ -1,6 +1,6 @@
 """A real Celery prefork worker on the engine, with no configuration for Celery.
 
-Each test starts `celery -A tests.celery_tasks worker --pool prefork
+Each test starts `celery -A tests.sites.celery_tasks worker --pool prefork
 --concurrency 2` in a subprocess (broker: kombu's filesystem:// transport
 in a temporary folder; database: one of its own), enqueues TASKS tasks from
 another process, waits for their rows, and stops the worker with SIGTERM.
@@ -28,8 +28,8 @@ from tests.helpers import admin_connection, server_connections
 pytest.importorskip("celery")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-POOL_SIZE, MAX_OVERFLOW = 2, 1  # tests/celery_site.py
-PARENT_CONNECTIONS = 3  # tests/celery_tasks.py: main thread, traffic thread, one idle
+POOL_SIZE, MAX_OVERFLOW = 2, 1  # tests/sites/celery_site.py
+PARENT_CONNECTIONS = 3  # tests/sites/celery_tasks.py: main thread, traffic thread, one idle
 CHILDREN = 2
 TASKS = int(os.environ.get("MYSQLPOOL_CELERY_TASKS", "300"))
 START_TIMEOUT = 90.0  # seconds until the worker says it is ready
@@ -85,7 +85,7 @@ class Worker:
     def __init__(self, environment):
         self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.celery_tasks", "worker",
+            [sys.executable, "-m", "celery", "-A", "tests.sites.celery_tasks", "worker",
              "--pool", "prefork", "--concurrency", str(CHILDREN), "--loglevel", "INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat",
              "--hostname", "mysqlpool@%h"],
@@ -147,7 +147,7 @@ def _count(admin, database):
 
 def _run_worker(database, folder, pool_in_options):
     """Run the worker through TASKS tasks; returns everything the assertions need."""
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.celery_site",
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.sites.celery_site",
                    "MYSQLPOOL_CELERY_DATABASE": database, "MYSQLPOOL_CELERY_DIR": str(folder),
                    "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     environment.pop("MYSQLPOOL_CELERY_POOL_IN_OPTIONS", None)
@@ -161,7 +161,7 @@ def _run_worker(database, folder, pool_in_options):
         worker.wait_until_ready()
         started = time.monotonic()
         subprocess.run(
-            [sys.executable, "-c", f"from tests.celery_tasks import send; send({TASKS})"],
+            [sys.executable, "-c", f"from tests.sites.celery_tasks import send; send({TASKS})"],
             cwd=ROOT, env=environment, check=True, timeout=120,
         )
         with admin_connection() as admin:

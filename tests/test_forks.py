@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import database_name
 
-PARENT = os.path.join(os.path.dirname(__file__), "forking_parent.py")
+PARENT = os.path.join(os.path.dirname(__file__), "sites", "forking_parent.py")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -50,7 +50,7 @@ def test_gunicorn_preload_workers_never_break_the_masters_connections(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2",
          "--max-requests", "15", "--bind", f"127.0.0.1:{port}",
-         "--config", "python:tests.preload_gunicorn", "tests.preload_site:application"],
+         "--config", "python:tests.sites.preload_gunicorn", "tests.sites.preload_site:application"],
         env=environment, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     answers, failures = [], []

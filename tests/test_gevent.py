@@ -26,7 +26,7 @@ if importlib.util.find_spec("gevent") is None:  # not imported here: this proces
     pytest.skip("gevent is a test dependency: pip install -e '.[test]'", allow_module_level=True)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(ROOT, "tests", "gevent_app.py")
+APP = os.path.join(ROOT, "tests", "sites", "gevent_app.py")
 BOUND = 10  # pool_size 5 + max_overflow 5
 
 
@@ -98,7 +98,7 @@ def test_killed_connections_are_found_by_the_socket_poll_under_gevent():
     [],
     # --preload imports Django in the master, before the worker patches: the
     # config file must patch first (see gevent_gunicorn.py).
-    ["--preload", "--config", "python:tests.gevent_gunicorn"],
+    ["--preload", "--config", "python:tests.sites.gevent_gunicorn"],
 ], ids=["worker", "preload"])
 def test_gunicorn_gevent_worker_serves_concurrent_requests_from_a_bounded_pool(preload):
     if importlib.util.find_spec("gunicorn") is None:
@@ -109,7 +109,7 @@ def test_gunicorn_gevent_worker_serves_concurrent_requests_from_a_bounded_pool(p
         [sys.executable, "-m", "gunicorn", "-k", "gevent", "--workers", "1",
          "--worker-connections", "1000", "--backlog", "1024", "--timeout", "60",
          "--graceful-timeout", "5", "--bind", f"127.0.0.1:{port}", *preload,
-         "tests.gevent_site:application"],
+         "tests.sites.gevent_site:application"],
         env=_environment(MYSQLPOOL_GEVENT_DATABASE=database_name()), cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -11,13 +11,14 @@ from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrappe
 from django.db.backends.signals import connection_created
 from django.utils.asyncio import async_unsafe
 
-from django_mysqlpool import pools
-from django_mysqlpool.checkout import PooledConnection
+from django_mysqlpool import registry
+from django_mysqlpool.errors import given_back
+from django_mysqlpool.handle import PooledConnection
 
 from .creation import DatabaseCreation
 
 
-# What the connection parameters are built from, besides pools.generation:
+# What the connection parameters are built from, besides registry.generation:
 # one C call that reads them all, as a tuple to compare with a cached one.
 _connection_settings = operator.itemgetter("NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
 
@@ -50,7 +51,7 @@ def _reattach_through(wrapper):
     def reattach(handle):
         wrapper = wrapper_ref()
         if wrapper is None:
-            raise Database.InterfaceError(0, "this connection's Django wrapper is gone")
+            raise given_back(Database.InterfaceError, "this connection's Django wrapper is gone")
         wrapper._reattach(handle)
 
     return reattach
@@ -63,15 +64,14 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     _connection_cache = (None, None, None)
 
     def _settings_fingerprint(self):
-        # close_if_health_check_failed() builds the same tuple inline.
-        return (pools.generation, _connection_settings(self.settings_dict))
+        return (registry.generation, _connection_settings(self.settings_dict))
 
     def get_connection_params(self):
         # Django rebuilds the parameters at every connect, and finding their
         # pool means hashing them; with a pool a connect is otherwise a few
         # microseconds, so both are reused while their sources are unchanged
         # (the test runner renames NAME in place; override_settings bumps
-        # pools.generation).
+        # registry.generation).
         fingerprint = self._settings_fingerprint()
         cached_fingerprint, params, _ = self._connection_cache
         if params is not None and fingerprint == cached_fingerprint:
@@ -87,7 +87,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     def _checkout(self, conn_params) -> tuple:
         fingerprint, params, managed = self._connection_cache
         if managed is None or managed.disposed or params is not conn_params:
-            managed = pools.pool_for_connection(
+            managed = registry.pool_for_connection(
                 self.alias,
                 conn_params,
                 self.settings_dict["OPTIONS"].get("pool"),
@@ -95,7 +95,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             )
             if params is conn_params:
                 self._connection_cache = (fingerprint, params, managed)
-        record, connection = pools.checkout_record(self.alias, managed, Database.OperationalError)
+        record, connection = managed.checkout(self.alias, Database.OperationalError)
         return record, connection, managed
 
     @async_unsafe
@@ -122,10 +122,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         if self.connection is not handle:
             # Dropped by its wrapper (a fork, a close); a kept reference must
             # not put Django's setup on some other session.
-            raise Database.InterfaceError(0, "this connection handle was closed")
+            raise given_back(Database.InterfaceError, "this connection handle was closed")
         max_age = self.settings_dict["CONN_MAX_AGE"]
         if self._connection_cache[0] == self._settings_fingerprint():
-            connection = handle._reclaim()
+            connection = handle.take_back()
             if connection is not None:
                 # The session this handle parked, untouched since (as with a
                 # persistent connection, CONN_MAX_AGE keeps counting from the
@@ -209,13 +209,12 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         connection = self.connection
         if not isinstance(connection, PooledConnection):
             return
-        if connection._driver_connection is None:
-            # Detached, before the first cursor of a request: the handle may
-            # take back its parked connection itself if the settings it was
-            # checked out with still hold (changed in place, they need
-            # another pool, database or login).
-            # (self._settings_fingerprint(), inlined: one Python call less.)
-            if self._connection_cache[0] == (pools.generation, _connection_settings(self.settings_dict)):
+        if connection.detached:
+            # Before the first cursor of a request: the handle may take back
+            # its parked connection itself if the settings it was checked
+            # out with still hold (changed in place, they need another
+            # pool, database or login).
+            if self._connection_cache[0] == self._settings_fingerprint():
                 connection.settings_checked = True
             else:
                 connection.give_back_parked()
@@ -240,7 +239,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         # its full close.
         connection = self.connection
         if isinstance(connection, PooledConnection):
-            if connection._driver_connection is None:  # .detached, minus a property call
+            if connection.detached:
                 # Nothing is checked out, and nothing can have changed since
                 # the detach (any use checks a connection out first): Django's
                 # checks would all pass, and the close they lead to would do
@@ -286,10 +285,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         """The pool this alias checks connections out of (None before first use)."""
         params = dict(super().get_connection_params())
         params.pop("pool", None)
-        return pools.pool_for(self.alias, params, self.settings_dict["OPTIONS"].get("pool"))
+        return registry.pool_for(self.alias, params, self.settings_dict["OPTIONS"].get("pool"))
 
     def close_pool(self):
         """Dispose this alias's pool, as Django's PostgreSQL backend offers (Celery calls it)."""
         managed = self.pool
         if managed is not None:
-            pools.dispose_pool(managed)
+            registry.dispose_pool(managed)

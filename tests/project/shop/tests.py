@@ -1,7 +1,7 @@
 from django.db import connection
 from django.test import TestCase, TransactionTestCase
 
-from django_mysqlpool.checkout import PooledConnection
+from django_mysqlpool.handle import PooledConnection
 
 from .models import Item
 

@@ -1,4 +1,4 @@
-"""Django settings for a real Celery prefork worker (tests/celery_tasks.py, run by test_celery.py).
+"""Django settings for a real Celery prefork worker (tests/sites/celery_tasks.py, run by test_celery.py).
 
 The pool settings are the engine's own, nothing Celery-specific:
 MYSQLPOOL_ARGUMENTS by default, or the same arguments in

@@ -10,7 +10,7 @@ import pytest
 from django.db import OperationalError, connections, transaction
 from django.test import override_settings
 
-from django_mysqlpool.checkout import state_of
+from django_mysqlpool.state import state_of
 from tests.helpers import admin_connection, connection_id, database_name, server_connections
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 5}
@@ -132,7 +132,7 @@ def test_pymysql_connections_are_kept_checked_and_cleaned():
     environment = {**os.environ, "PYTHONPATH": ROOT}
     environment.pop("DJANGO_SETTINGS_MODULE", None)
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tests", "pymysql_app.py"), database_name()],
+        [sys.executable, os.path.join(ROOT, "tests", "sites", "pymysql_app.py"), database_name()],
         env=environment, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,7 +13,7 @@ import pytest
 from django.db import close_old_connections, connections
 from django.test import override_settings
 
-from django_mysqlpool.pools import dispose_pools
+from django_mysqlpool.registry import dispose_pools
 from tests.helpers import admin_connection, connection_id, run_threads, server_connections
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 5}
@@ -28,24 +28,21 @@ def _closed_on_the_server(connection_id_, timeout=10.0):
 
 
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
-def test_a_connection_given_back_as_its_pool_is_disposed_closes():
+def test_a_connection_given_back_as_its_pool_is_disposed_closes(monkeypatch):
     wrapper = connections["default"]
     given = connection_id()
-    origin = wrapper.connection._origin
-    return_record = origin.return_record
+    managed = wrapper.pool
+    return_record = managed.return_record
 
     def disposed_on_the_way(record):
         # give_back() has found the pool live; now it is disposed.
         dispose_pools()
         return_record(record)
 
-    origin.return_record = disposed_on_the_way
-    try:
-        wrapper.close()  # an explicit close gives back in full
-    finally:
-        del origin.return_record
+    monkeypatch.setattr(managed, "return_record", disposed_on_the_way)
+    wrapper.close()  # an explicit close gives back in full
     assert _closed_on_the_server(given)
-    assert origin.pool.checkedin() == 0 and origin.pool.checkedout() == 0
+    assert managed.pool.checkedin() == 0 and managed.pool.checkedout() == 0
     assert connection_id() != given  # a new pool, a new connection
 
 
@@ -55,12 +52,12 @@ def test_a_connection_parked_as_its_pool_is_disposed_closes():
     first = connection_id()
     close_old_connections()  # parked: its spot is now listed in the pool
     assert connection_id() == first  # taken back
-    origin = wrapper.connection._origin
+    managed = wrapper.pool
     driver = wrapper.connection._driver_connection  # not driver_connection: that marks it dirty
     get_autocommit = driver.get_autocommit
 
     def disposed_mid_park():
-        # The request end has read origin.parking (still True); now the
+        # The request end has read managed.parking (still True); now the
         # pool is disposed, before the connection reaches its spot.
         dispose_pools()
         return get_autocommit()
@@ -72,7 +69,7 @@ def test_a_connection_parked_as_its_pool_is_disposed_closes():
         driver.get_autocommit = get_autocommit  # (the driver refuses a del)
     # Closed now, not at the owner's next request, which may never come.
     assert _closed_on_the_server(first)
-    assert origin.pool.parked() == 0 and origin.pool.checkedin() == 0
+    assert managed.pool.parked() == 0 and managed.pool.checkedin() == 0
     assert connection_id() != first
     wrapper.close()
 
@@ -81,12 +78,12 @@ def test_a_connection_parked_as_its_pool_is_disposed_closes():
 def test_a_disposed_pool_keeps_nothing_idle_even_under_min_idle():
     wrapper = connections["default"]
     given = connection_id()
-    origin = wrapper.connection._origin
+    managed = wrapper.pool
     dispose_pools()  # the connection is out: it closes when given back
     wrapper.close()
     assert _closed_on_the_server(given)
-    origin.retire_idle()  # the sweep a later give-back runs keeps nothing either
-    assert origin.pool.checkedin() == 0
+    managed.retire_idle()  # the sweep a later give-back runs keeps nothing either
+    assert managed.pool.checkedin() == 0
 
 
 class _Interrupted(BaseException):

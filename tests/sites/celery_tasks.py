@@ -1,9 +1,9 @@
 """A Celery app for a real prefork worker on the engine (run by test_celery.py).
 
-    celery -A tests.celery_tasks worker --pool prefork --concurrency 2
-    python -c "from tests.celery_tasks import send; send(300)"
+    celery -A tests.sites.celery_tasks worker --pool prefork --concurrency 2
+    python -c "from tests.sites.celery_tasks import send; send(300)"
 
-Django settings: tests.celery_site. The broker is kombu's filesystem://
+Django settings: tests.sites.celery_site. The broker is kombu's filesystem://
 transport in MYSQLPOOL_CELERY_DIR, so the worker and the sender need no
 server but the database. Results are rows: each task inserts
 (task, pid, CONNECTION_ID()) into celery_run, which the test creates.
@@ -23,7 +23,7 @@ import os
 import threading
 import time
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.celery_site")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.sites.celery_site")
 
 from celery import Celery, signals  # noqa: E402
 

@@ -1,6 +1,6 @@
 """A WSGI site on PyMySQL for gunicorn's gevent worker (run by test_gevent.py).
 
-    gunicorn -k gevent tests.gevent_site:application
+    gunicorn -k gevent tests.sites.gevent_site:application
 
 gunicorn's gevent worker monkey-patches before it imports this module, so
 Django's per-thread connections are per-greenlet: every request gets a

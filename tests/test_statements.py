@@ -1,13 +1,14 @@
 """Which statements the give-back must treat as changing the session (pure logic, no server).
 
 The behaviour itself (a reset undoing each of these) is proven against the
-server in test_checkout.py; this pins the classification, including the
+server in test_lifecycle.py; this pins the classification, including the
 fast substring pre-check in front of the marker regex.
 """
 
 import pytest
 
-from django_mysqlpool.checkout import _SESSION_MARKERS, _PLAIN_START, _changes_session
+from django_mysqlpool import statements
+from django_mysqlpool.statements import PLAIN_START, SESSION_MARKERS, changes_session
 
 ORM_QUERY = (
     "SELECT `shop_product`.`id`, `shop_product`.`name`, `shop_product`.`locked_at` "
@@ -48,27 +49,25 @@ SESSION_CHANGING = [
 
 @pytest.mark.parametrize("query", PLAIN)
 def test_plain_statements_leave_the_session_alone(query):
-    assert _changes_session(query) is False
+    assert changes_session(query) is False
 
 
 @pytest.mark.parametrize("query", SESSION_CHANGING)
 def test_session_changing_statements_are_noticed(query):
-    assert _changes_session(query) is True
+    assert changes_session(query) is True
 
 
 @pytest.mark.parametrize("query", PLAIN + SESSION_CHANGING)
 def test_the_fast_pre_check_agrees_with_the_full_regex(query):
     text = query.decode() if isinstance(query, bytes) else query
-    full = _PLAIN_START.match(text) is None or _SESSION_MARKERS.search(text) is not None
-    assert _changes_session(query) is full
+    full = PLAIN_START.match(text) is None or SESSION_MARKERS.search(text) is not None
+    assert changes_session(query) is full
 
 
 def test_verdicts_are_cached_for_short_texts_only():
-    from django_mysqlpool import checkout
-
     short = "SELECT `id` FROM `t` WHERE `id` = %s /* cache me */"
     long = "INSERT INTO `t` (`a`) VALUES " + ", ".join(["(%s)"] * 2000)
-    assert _changes_session(short) is False and _changes_session(long) is False
-    assert short in checkout._verdicts
-    assert long not in checkout._verdicts
-    assert _changes_session(short) is False  # from the cache, same answer
+    assert changes_session(short) is False and changes_session(long) is False
+    assert short in statements.verdicts
+    assert long not in statements.verdicts
+    assert changes_session(short) is False  # from the cache, same answer

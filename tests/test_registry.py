@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from django_mysqlpool import auto_close_db, close_pool
 from django_mysqlpool.errors import PoolTimeout
-from django_mysqlpool.pools import _pools
+from django_mysqlpool.registry import pools
 from tests.helpers import admin_connection, connection_id, run_threads, server_connections
 
 
@@ -112,7 +112,7 @@ def test_different_user_or_database_never_share_a_connection():
     for alias in ids:
         connections[alias].close()
     assert {alias: connection_id(alias) for alias in ids} == ids
-    assert len(_pools) == 3
+    assert len(pools()) == 3
 
 
 def test_different_options_mean_different_pools():
@@ -126,14 +126,14 @@ def test_different_options_mean_different_pools():
     finally:
         wrapper.settings_dict["OPTIONS"] = {}
     assert before != after
-    assert len(_pools) == 2
+    assert len(pools()) == 2
 
 
 def test_no_key_or_password_in_reprs_or_errors():
     connection_id("other_user")
-    pool_reprs = " ".join(repr(managed) for managed in _pools.values())
+    pool_reprs = " ".join(repr(managed) for managed in pools())
     raw_connection = connections["other_user"].connection
-    texts = [pool_reprs, repr(raw_connection), repr(list(_pools.values()))]
+    texts = [pool_reprs, repr(raw_connection), repr(pools())]
     assert all("other-secret-pw" not in text for text in texts)
     assert "mysqlpool_other" in pool_reprs
 
@@ -249,7 +249,7 @@ def test_bad_connection_settings_give_one_line_naming_alias_and_cause(caplog, ov
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message
-    everything = message + caplog.text + repr(list(_pools.values()))
+    everything = message + caplog.text + repr(pools())
     assert "wrong-secret-pw" not in everything
     assert "other-secret-pw" not in everything
 

@@ -149,9 +149,16 @@ def test_autocommit_left_off_by_another_user_is_restored_at_reattach():
 
 
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+@pytest.mark.parametrize("flags", ["read in place", "asked through Connector/C"])
 @pytest.mark.parametrize("begin", ["START TRANSACTION", "BEGIN", "COMMIT AND CHAIN"])
-def test_a_raw_transaction_is_rolled_back_at_request_end(table, begin):
-    with connections["default"].cursor() as cursor:
+def test_a_raw_transaction_is_rolled_back_at_request_end(table, begin, flags):
+    # detach() reads the transaction flag in place, inlining
+    # SessionControl.in_transaction(); both ways must lead to the rollback.
+    wrapper = connections["default"]
+    wrapper.ensure_connection()
+    if flags != "read in place":
+        wrapper.connection.state.control.live_status = None
+    with wrapper.cursor() as cursor:
         if begin == "COMMIT AND CHAIN":
             cursor.execute("START TRANSACTION")
             cursor.execute("COMMIT AND CHAIN")  # commits, and opens the next one
@@ -303,18 +310,18 @@ def test_autocommit_turned_off_through_the_driver_is_restored_for_the_next_reque
 
 @override_settings(MYSQLPOOL_ARGUMENTS={"pool_size": 4, "max_overflow": 0, "timeout": 5})
 def test_two_threads_sharing_a_wrapper_check_out_one_connection_into_its_handle(monkeypatch):
-    from django_mysqlpool import pools
+    from django_mysqlpool.managed_pool import ManagedPool
 
     wrapper = connections["default"]
     connection_id()
     wrapper.inc_thread_sharing()
-    checkout_record = pools.checkout_record
+    checkout = ManagedPool.checkout
 
-    def slow_checkout_record(*args):
+    def slow_checkout(*args):
         time.sleep(0.05)  # room for the other threads to race this one
-        return checkout_record(*args)
+        return checkout(*args)
 
-    monkeypatch.setattr(pools, "checkout_record", slow_checkout_record)
+    monkeypatch.setattr(ManagedPool, "checkout", slow_checkout)
     try:
         close_old_connections()
         handle = wrapper.connection
@@ -411,3 +418,32 @@ def test_session_state_a_connection_created_receiver_sets_is_there_at_every_requ
         connection_created.disconnect(dispatch_uid="test_from_signal")
         wrapper.close()
     assert seen == [7, 7, 7]
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_detached_says_whether_a_connection_is_checked_out_through_every_transition():
+    from django_mysqlpool.registry import dispose_pools
+
+    wrapper = connections["default"]
+    wrapper.ensure_connection()
+    handle = wrapper.connection
+    pool = wrapper.pool.pool
+
+    def agree(detached):
+        assert handle.detached is detached
+        assert pool.checkedout() == (0 if detached else 1)
+
+    agree(False)  # checked out by connect()
+    close_old_connections()
+    agree(True)  # parked at the request's end
+    connection_id()
+    agree(False)  # taken back by the next query
+    close_old_connections()
+    dispose_pools()  # the parked connection closes; the next use checks out afresh
+    connection_id()
+    assert handle.detached is False and wrapper.pool.pool.checkedout() == 1
+    wrapper.close()
+    assert handle.detached is False  # closed: every use now refuses, nothing checks out
+    with pytest.raises(Exception, match="given back to the pool"):
+        handle.get_autocommit()
+

@@ -1,6 +1,6 @@
 """A one-module Django project served over ASGI, for test_asgi.py.
 
-    MYSQLPOOL_ASGI_DATABASE=db python -m uvicorn tests.asgi_site:application --port PORT
+    MYSQLPOOL_ASGI_DATABASE=db python -m uvicorn tests.sites.asgi_site:application --port PORT
 
 The database must exist; the table ``asgi_item`` (one row) is created at
 startup. Settings are those the README recommends for ASGI: the pooled

@@ -12,8 +12,9 @@ import time
 from django.db import close_old_connections, connections
 from django.test import override_settings
 
-from django_mysqlpool.pools import dispose_pools
-from tests.helpers import admin_connection, connection_id, run_threads, server_connections
+from django_mysqlpool.queue_pool import BurstKeepingQueuePool
+from django_mysqlpool.registry import dispose_pools
+from tests.helpers import address, admin_connection, connection_id, run_threads, server_connections
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 5}
 
@@ -421,3 +422,44 @@ def test_a_pool_that_resets_every_session_parks_nothing():
     pool = wrapper.pool.pool
     assert pool.parked() == 0 and pool.checkedin() == 1
     wrapper.close()
+
+
+def _given_back_once(give_back, listen=False):
+    """What a pool of one looks like after one checkout given back by give_back(pool, record)."""
+    from sqlalchemy import event
+
+    pool = BurstKeepingQueuePool(lambda: address().connect(), pool_size=1, max_overflow=0, timeout=1)
+    seen = []
+    if listen:
+        event.listen(pool, "checkin", lambda connection, record: seen.append(record))
+    try:
+        record = pool._do_get()
+        connection = record.get_connection()
+        give_back(pool, record)
+        observed = {
+            "idle": pool.checkedin(),
+            "out": pool.checkedout(),
+            "fairy": record.fairy_ref,
+            "listener saw it": seen == [record],
+            "kept open": record.dbapi_connection is connection,
+        }
+        again = pool._do_get()
+        observed["handed out next"] = again is record
+        pool.return_record(again)
+        return observed
+    finally:
+        pool.dispose()
+
+
+def test_return_record_leaves_the_pool_as_record_checkin_does():
+    # return_record() is checkin()'s end, made lean: the two must not drift apart.
+    def checkin(pool, record):
+        record.checkin(_fairy_was_created=False)
+
+    def lean(pool, record):
+        pool.return_record(record)
+
+    for listen in (False, True):
+        assert _given_back_once(lean, listen) == _given_back_once(checkin, listen)
+    assert _given_back_once(lean, listen=True)["listener saw it"]
+

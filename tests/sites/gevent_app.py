@@ -1,6 +1,6 @@
 """The engine under gevent on PyMySQL, as in gunicorn's gevent worker; run by test_gevent.py.
 
-    python tests/gevent_app.py DATABASE [--greenlets 500] [--pool-size 5]
+    python tests/sites/gevent_app.py DATABASE [--greenlets 500] [--pool-size 5]
         [--max-overflow 5] [--ping-after-idle SECONDS|never]
         [--kill-then-rerun N] [--no-auto-close]
 
@@ -122,7 +122,7 @@ def main():
     from sqlalchemy.pool import Pool
 
     from django_mysqlpool import auto_close_db
-    from django_mysqlpool import pools as pool_registry
+    from django_mysqlpool import registry as pool_registry
 
     # What the pool did, from SQLAlchemy's own events (class-level listeners
     # reach the pool the engine creates at its first connection).
@@ -191,7 +191,7 @@ def main():
     def sample():
         while not stop_sampling.is_set():
             peak["server"] = max(peak["server"], server_connection_count(admin, arguments.database))
-            for managed in list(pool_registry._pools.values()):
+            for managed in pool_registry.pools():
                 peak["checked_out"] = max(peak["checked_out"], managed.pool.checkedout())
             gevent.sleep(SAMPLE_EVERY)
 
@@ -237,7 +237,7 @@ def main():
         "pool_invalidations": pool_events["invalidate"],
         "peak_server_connections": peak["server"],
         "peak_checked_out": peak["checked_out"],
-        "checked_out_after": sum(m.pool.checkedout() for m in pool_registry._pools.values()),
+        "checked_out_after": sum(m.pool.checkedout() for m in pool_registry.pools()),
         "server_connections_after": settled_server_count(),
         "sampler_error": repr(sampler.exception) if sampler.exception else None,
         "elapsed_seconds": round(elapsed, 3),
@@ -264,7 +264,7 @@ def main():
             "replaced_at_checkout": pool_events["invalidate"] - invalidations_before,
             "killed_ids_seen": len(ids & set(victims)),
             "distinct_connection_ids": len(ids),
-            "checked_out_after": sum(m.pool.checkedout() for m in pool_registry._pools.values()),
+            "checked_out_after": sum(m.pool.checkedout() for m in pool_registry.pools()),
             "server_connections_after": settled_server_count(),
             "elapsed_seconds": round(elapsed, 3),
         }

@@ -1,6 +1,6 @@
 """A parent process that forks while it holds pooled connections (run by test_forks.py).
 
-    python tests/forking_parent.py MODE CHILDREN DATABASE
+    python tests/sites/forking_parent.py MODE CHILDREN DATABASE
 
 MODE is "fork" (os.fork, children end with a normal interpreter exit, which
 garbage-collects everything they inherited) or "multiprocessing" (the fork

@@ -1,6 +1,6 @@
-"""The engine on PyMySQL (pymysql.install_as_MySQLdb()), run by test_liveness.py.
+"""The engine on PyMySQL (pymysql.install_as_MySQLdb()), run by test_lifecycle_liveness.py.
 
-    python tests/pymysql_app.py DATABASE
+    python tests/sites/pymysql_app.py DATABASE
 
 Prints one JSON line: how many connection ids 20 cycles used, what happens
 after the server kills the pooled connection, and whether a user variable

@@ -1,0 +1,170 @@
+"""A physical connection's way out of the pool and back: liveness, lifetime, give-back, session reset.
+
+This is the hot path. When nothing happened to a connection, checking it
+out costs a zero-timeout poll of its socket and giving it back costs a read
+of the server-status flags the driver already has: no round trip.
+
+The words, used with one meaning each throughout the package:
+
+record
+    SQLAlchemy's entry for one physical connection in its pool
+    (ConnectionPoolEntry). Whoever holds a record must give it back.
+managed pool
+    A SQLAlchemy pool with what the registry knows of it (ManagedPool:
+    alias, server, options, whether it was disposed); variables holding
+    one are named ``managed``.
+handle
+    The Django-facing object (handle.PooledConnection) that Django's
+    wrapper holds as its ``connection``.
+checked out
+    A record taken from the pool (idle, or newly opened) into a handle,
+    after usable_at_checkout() found it alive and unexpired.
+given back
+    Returned to the pool's idle records by give_back(), the session
+    cleaned first (rolled back, or reset); closed instead if it could not
+    be cleaned, had expired, or its pool was disposed. Any checkout may
+    take it next.
+detached
+    A handle with no connection checked out, kept by its Django wrapper
+    between requests (handle.detach()): its next use checks one out again.
+parked
+    At detach, a clean connection stays in its handle's parking spot
+    (queue_pool.ParkingSpot) instead of being given back. It counts as
+    idle: another checkout may take it from the spot, and then it is
+    *unparked*; otherwise its own handle *takes it back* at its next use,
+    with no pool lock and no setup.
+closed (a handle)
+    close() gave its connection back and the handle is done: every use
+    raises errors.ConnectionGivenBack.
+discarded
+    Closed instead of given back: it had a connection-level error.
+orphaned
+    In a forked child, a handle whose connection is the parent's: dropped
+    without a word to the server (forks.py).
+dirty
+    The session may hold state that a rollback does not clear; the
+    give-back resets it (COM_RESET_CONNECTION) or closes it.
+lease
+    A counter on the connection, bumped at every checkout and give-back; a
+    cursor from an earlier lease refuses to run.
+expired
+    Past its lifetime (max_lifetime, less jitter; or recycle): closed
+    instead of checked out or given back.
+retired
+    Closed by the idle sweep (registry.py) after idle_timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from . import cursors, drivers, ownership
+from .conf import PoolOptions
+from .state import ConnectionState, attach_state, state_of
+
+logger = logging.getLogger("django_mysqlpool")
+
+
+def prepare(
+    connection: Any, options: PoolOptions, init_command: str | None, database: str | None,
+    recycle: float = -1,
+) -> Any:
+    """Fit a newly opened physical connection for the pool; returns it."""
+    state = ConnectionState(connection, options, init_command, database, recycle)
+    attach_state(connection, state)
+    state.cursor_class = cursors.lean_watching(connection.cursorclass)
+    connection.cursorclass = cursors.watching(connection.cursorclass)
+    return connection
+
+
+def usable_at_checkout(connection: Any, now: float, pre_ping: bool = False) -> bool:
+    """False if this idle connection must be replaced: expired, or found dead."""
+    state = state_of(connection)
+    if state.returned_at is None:
+        return True  # just opened
+    if now >= state.expires_at:
+        return False
+    if pre_ping:
+        return drivers.ping(connection)
+    ping_after = state.options.ping_after_idle
+    if ping_after is not None and now - state.returned_at >= ping_after:
+        # Idle long enough for a peer to have vanished without a trace.
+        return drivers.ping(connection)
+    if state.poller is not None and state.poller.signalled():
+        # The server closed it (KILL, restart, wait_timeout) or sent
+        # something unasked; buffered TLS records can look the same, so
+        # confirm before throwing it away.
+        return drivers.ping(connection)
+    return True
+
+
+def give_back(record: Any, connection: Any, managed: Any) -> bool:
+    """Clean the session, then return the connection to its pool (or close it).
+
+    True if the session went back as it was (at most rolled back); False if
+    it was reset or the connection closed.
+
+    Nothing is sent to the server when nothing happened: the transaction
+    flag comes from the last reply the driver already read. Whatever goes
+    wrong, even an interruption (gevent.Timeout, KeyboardInterrupt), the
+    record goes back to the pool, closed if it could not be cleaned, so the
+    pool never loses a slot.
+    """
+    if not ownership.owned_here(connection):
+        return False  # a parent's connection, neutralised after the fork: leave it be
+    state = state_of(connection)
+    state.lease += 1  # cursors kept from now on refuse to run
+    intact = False
+    try:
+        if managed.disposed or time.monotonic() >= state.expires_at:
+            record.invalidate()
+        elif state.dirty or state.options.reset_session == "always":
+            if state.control.can_reset and state.database:
+                reset_session(connection, state)
+            else:
+                record.invalidate()  # closing is the only reset available
+        elif state.control.in_transaction(connection) is not False:
+            # Open, or the driver cannot tell: ROLLBACK also ends a transaction
+            # begun with a raw START TRANSACTION under autocommit. The flag is
+            # read even then, not guessed from the SQL seen: a cursor of a
+            # class of the user's own, or the bare driver connection, would
+            # go unseen.
+            connection.rollback()
+            intact = True
+        else:
+            intact = True
+    except BaseException as error:
+        intact = False
+        logger.info("closing a connection that could not be cleaned: %r", error)
+        record.invalidate(e=error)
+        if not isinstance(error, Exception):
+            record.checkin(_fairy_was_created=False)
+            raise
+    state.returned_at = time.monotonic()
+    managed.return_record(record)
+    managed.retire_idle()
+    return intact
+
+
+def close_and_free(record: Any) -> None:
+    """Close a checked-out record's connection and give its slot back to the pool."""
+    record.invalidate()
+    record.checkin(_fairy_was_created=False)
+
+
+def reset_session(connection: Any, state: ConnectionState) -> None:
+    """Reset everything a user left in the session, as a new connection has it."""
+    state.control.reset(connection)
+    # COM_RESET_CONNECTION keeps the current database, which USE may have
+    # changed: back to the one the connection was opened for.
+    connection.select_db(state.database)
+    state.session_token = None  # Django's session setup must run again
+    if state.init_command:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(state.init_command)
+        finally:
+            cursor.close()
+    state.dirty = False

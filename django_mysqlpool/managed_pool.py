@@ -1,0 +1,201 @@
+"""ManagedPool: one SQLAlchemy pool, its checkout, and what the registry knows of it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from django.db.utils import OperationalError
+from sqlalchemy import exc as sqlalchemy_exc
+from sqlalchemy.pool import Pool
+from sqlalchemy.pool.base import _ConnDialect
+
+from . import lifecycle, ownership
+from .conf import PoolOptions
+from .errors import PoolTimeout
+from .queue_pool import BurstKeepingQueuePool
+from .state import state_of
+
+logger = logging.getLogger("django_mysqlpool")
+
+# Each pass of a checkout either hands out a connection or closes one idle
+# dead or expired connection; the bound only guards against a pathological pool.
+MAX_REPLACEMENTS = 1000
+
+
+class DriverDialect(_ConnDialect):
+    """How SQLAlchemy's pool closes a driver connection, without an Engine.
+
+    The pool's own reset, ping and checkout paths are not used (lifecycle.py
+    does that work); closing is, and it must never reach a connection that a
+    parent process opened (see ownership.py): in a forked child, a pool may
+    be disposed or garbage-collected with the parent's connections in it.
+    """
+
+    def do_close(self, dbapi_connection: Any) -> None:
+        if ownership.owned_here(dbapi_connection):
+            ownership.release(dbapi_connection)
+            dbapi_connection.close()
+
+    do_terminate = do_close
+
+
+def _check_in(record: Any) -> None:
+    record.checkin(_fairy_was_created=False)
+
+
+class ManagedPool:
+    """A SQLAlchemy pool and what the registry knows of it.
+
+    Its repr and description name the alias, server and database, never the
+    password or the registry key.
+    """
+
+    def __init__(self, pool: Pool, alias: str, conn_params: dict[str, Any], options: PoolOptions) -> None:
+        self.pool = pool
+        self.alias = alias
+        self.options = options
+        self._next_idle_sweep = time.monotonic()
+        self.database = conn_params.get("database") or conn_params.get("db")
+        self.user = conn_params.get("user")
+        self.server = conn_params.get("unix_socket") or "{}:{}".format(
+            conn_params.get("host", "localhost"), conn_params.get("port", 3306)
+        )
+        self.disposed = False
+        ours = isinstance(pool, BurstKeepingQueuePool)
+        # Put a checked-out record back in the pool (an attribute, not a
+        # method: it runs at every give-back).
+        self.return_record = pool.return_record if ours else _check_in
+        # Whether handles may park connections of this pool (handle.detach()):
+        # a pool that resets every session would reset it for nobody. False
+        # from dispose() on, so that no connection parks in it.
+        self.parking = ours and pool.can_park and options.reset_session != "always"
+        self.pre_ping = pool._pre_ping
+        # How long a parked connection may sit before taking it back pings
+        # it (handle.PooledConnection.take_back): a number even for "never",
+        # so the check is one comparison.
+        if self.pre_ping:
+            self.take_back_ping_after = 0.0
+        elif options.ping_after_idle is None:
+            self.take_back_ping_after = math.inf
+        else:
+            self.take_back_ping_after = options.ping_after_idle
+
+    def checkout(self, alias: str, connect_error: type[Exception]) -> tuple[Any, Any]:
+        """A live connection: (its SQLAlchemy record, the driver connection).
+
+        The caller must attach them to a PooledConnection at once: that is
+        what gives the record back.
+
+        connect_error is the driver's OperationalError, raised when the
+        server cannot be reached or refuses the login; it becomes Django's
+        OperationalError naming the alias.
+        """
+        # SQLAlchemy's records, not its connection proxies: the proxy's
+        # bookkeeping cost more than the rest of a checkout. PooledConnection
+        # does what the proxy did (give back on close or garbage collection).
+        pool = self.pool
+        pre_ping = self.pre_ping
+        for _ in range(MAX_REPLACEMENTS):
+            try:
+                record = pool._do_get()
+                try:
+                    connection = record.get_connection()  # reconnects if invalidated
+                except BaseException as error:
+                    record._checkin_failed(error, _fairy_was_created=False)
+                    raise
+            except sqlalchemy_exc.TimeoutError:
+                raise PoolTimeout(_exhausted_message(alias, pool)) from None
+            except connect_error as error:
+                raise OperationalError(*_connect_failure_args(alias, self, error.args)) from error
+            try:
+                if lifecycle.usable_at_checkout(connection, time.monotonic(), pre_ping):
+                    return record, connection
+            except BaseException as error:  # an interrupted ping: the slot must come back
+                record._checkin_failed(error, _fairy_was_created=False)
+                raise
+            logger.debug("replacing a dead or expired connection from %r", self)
+            lifecycle.close_and_free(record)
+        raise OperationalError(
+            f"database alias {alias!r}: {MAX_REPLACEMENTS} connections in a row were dead "
+            "at checkout; is the server restarting?"
+        )
+
+    def retire_idle(self) -> None:
+        """Close connections idle longer than idle_timeout, keeping min_idle of them.
+
+        Runs on give-back, at most every quarter of idle_timeout, and from
+        the registry's idle sweeper.
+        """
+        timeout = self.options.idle_timeout
+        now = time.monotonic()
+        if timeout is None or now < self._next_idle_sweep:
+            return
+        self._next_idle_sweep = now + max(timeout / 4, 0.05)
+        if not isinstance(self.pool, BurstKeepingQueuePool):
+            return
+        keep = self.options.min_idle
+        if keep is None:
+            keep = self.pool.size()
+
+        def idle_too_long(record: Any) -> bool:
+            connection = record.dbapi_connection
+            returned = state_of(connection).returned_at if connection else None
+            return returned is None or now - returned >= timeout
+
+        # Parked connections nobody took back for that long are idle ones.
+        self.pool.unpark(idle_too_long)
+        retired = self.pool.close_idle(keep, idle_too_long)
+        if retired:
+            logger.debug("retired %d idle connection(s) from %r", retired, self)
+
+    def unpark_all(self) -> None:
+        """Make every parked connection idle, so that its handle checks out afresh."""
+        if self.parking:
+            self.pool.unpark(lambda record: True)
+
+    def dispose(self) -> None:
+        """Close idle connections now; checked-out ones close when given back."""
+        self.disposed = True
+        self.parking = False
+        self.pool.dispose()
+
+    def forget(self) -> None:
+        """In a forked child: mark this parent's pool disposed, with no I/O on its sockets."""
+        self.disposed = True
+        self.parking = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<ManagedPool {type(self.pool).__name__} for alias {self.alias!r}: "
+            f"{self.user}@{self.server}/{self.database}>"
+        )
+
+
+def _exhausted_message(alias: str, pool: Pool) -> str:
+    size = pool.size() if hasattr(pool, "size") else "?"
+    overflow = getattr(pool, "_max_overflow", "?")
+    timeout = getattr(pool, "_timeout", 0.0)
+    in_use = pool.checkedout() if hasattr(pool, "checkedout") else "?"
+    return (
+        f"database alias {alias!r}: no connection free after {timeout:.2f} s "
+        f"({in_use} in use; pool_size={size}, max_overflow={overflow}); raise "
+        "pool_size, max_overflow or timeout in MYSQLPOOL_ARGUMENTS, or give "
+        "connections back sooner with connection.close() or @auto_close_db."
+    )
+
+
+def _connect_failure_args(alias: str, managed: ManagedPool, driver_args: Any) -> tuple:
+    # Keep the driver's error number first, as Django's wrapped errors do,
+    # so code testing e.args[0] == 2003 keeps working.
+    if len(driver_args) >= 2:
+        errno, text = driver_args[0], driver_args[1]
+    else:
+        errno, text = 0, " ".join(str(arg) for arg in driver_args)
+    message = (
+        f"database alias {alias!r} cannot connect to {managed.server} as "
+        f"{managed.user!r} (database {managed.database!r}): {text}"
+    )
+    return (errno, message)

@@ -1,0 +1,219 @@
+"""The process-wide pool registry: one managed pool per set of connection parameters and settings.
+
+It creates pools on first use, disposes them, notices settings changes,
+forgets a parent's pools in a forked child, and runs the idle sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from sqlalchemy.pool import Pool, QueuePool
+
+from . import conf, lifecycle, ownership
+from .managed_pool import DriverDialect, ManagedPool
+from .queue_pool import BurstKeepingQueuePool
+
+logger = logging.getLogger("django_mysqlpool")
+
+_DIALECT = DriverDialect()
+
+_pools: dict[tuple, ManagedPool] = {}
+_pools_lock = threading.Lock()
+
+
+# Bumped whenever a cached pool may no longer be the right one: settings
+# changed, pools disposed, or a fork. Wrappers compare it to their cache.
+generation = 0
+
+
+def pools() -> list[ManagedPool]:
+    """Every managed pool of this process, as a list of its own."""
+    return list(_pools.values())
+
+
+def forget_parent_pools() -> None:
+    """In a forked child: start with no pools, leaving the parent's sockets alone."""
+    global _pools_lock, generation
+    # The parent's pools (and a lock another thread may have held at the
+    # fork) are not ours: start empty. Their connections were neutralised
+    # (ownership.py); nothing here closes them.
+    _pools_lock = threading.Lock()
+    for managed in _pools.values():
+        managed.forget()
+    _pools.clear()
+    generation += 1
+
+
+@receiver(setting_changed)
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    global generation
+    if setting in ("MYSQLPOOL_BACKEND", "MYSQLPOOL_ARGUMENTS", "DATABASES"):
+        generation += 1
+        # A parked connection goes back to its owner without a settings
+        # lookup: make its owner check out afresh, from the right pool.
+        for managed in pools():
+            managed.unpark_all()
+
+
+class _IdleSweeper(threading.Thread):
+    """Retires idle connections of every pool even when no request comes.
+
+    One daemon thread per process, started with the first pool (and again in
+    a forked child, where the parent's thread does not exist).
+    """
+
+    INTERVAL = 1.0  # seconds; retire_idle() itself keeps to idle_timeout / 4
+
+    _running: "_IdleSweeper | None" = None
+
+    def __init__(self) -> None:
+        super().__init__(name="django_mysqlpool idle sweeper", daemon=True)
+        self.pid = os.getpid()
+
+    @classmethod
+    def ensure_running(cls) -> None:
+        running = cls._running
+        if running is None or running.pid != os.getpid() or not running.is_alive():
+            cls._running = cls()
+            cls._running.start()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL)
+            if self.pid != os.getpid():
+                return
+            for managed in pools():
+                try:
+                    managed.retire_idle()
+                except Exception:  # never let the sweeper die
+                    logger.exception("retiring idle connections of %r failed", managed)
+
+
+def pool_for_connection(
+    alias: str,
+    conn_params: dict[str, Any],
+    per_alias_arguments: Any,
+    connect: Callable[[dict[str, Any]], Any],
+) -> ManagedPool:
+    """The pool for these parameters and settings, created on first use.
+
+    connect(conn_params) opens a new physical connection when the pool has
+    none to give.
+    """
+    pool_cls, arguments, options = _configuration(alias, per_alias_arguments)
+    key = _registry_key(conn_params, pool_cls, arguments, options)
+    managed = _pools.get(key)
+    if managed is not None:
+        return managed
+    with _pools_lock:
+        # Two threads may both miss above; the lock makes the second one
+        # find the first one's pool instead of creating a rival.
+        managed = _pools.get(key)
+        if managed is None:
+            params = dict(conn_params)
+            init_command = params.get("init_command")
+            database = params.get("database") or params.get("db")
+            recycle = arguments.get("recycle", -1)  # SQLAlchemy's; the connection state applies it
+
+            def open_connection():
+                connection = ownership.adopt(connect(params))
+                return lifecycle.prepare(connection, options, init_command, database, recycle)
+
+            pool = _create_pool(alias, pool_cls, arguments, open_connection)
+            managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
+            logger.debug("created %r", managed)
+            _IdleSweeper.ensure_running()
+    return managed
+
+
+def pool_for(alias: str, conn_params: dict[str, Any], per_alias_arguments: Any) -> ManagedPool | None:
+    """The registered pool for these parameters, if one exists yet."""
+    pool_cls, arguments, options = _configuration(alias, per_alias_arguments)
+    return _pools.get(_registry_key(conn_params, pool_cls, arguments, options))
+
+
+_validated: dict[tuple, tuple[dict[str, Any], conf.PoolOptions]] = {}
+
+
+def _configuration(alias: str, per_alias_arguments: Any) -> tuple[type[Pool], dict[str, Any], conf.PoolOptions]:
+    pool_cls = conf.pool_class()
+    arguments = conf.pool_arguments(alias, per_alias_arguments)
+    token = (pool_cls, _freeze(arguments))
+    split = _validated.get(token)
+    if split is None:
+        split = _validated[token] = conf.split_arguments(pool_cls, arguments, alias)
+    return (pool_cls, *split)
+
+
+def _create_pool(alias, pool_cls, arguments, creator) -> Pool:
+    # Our give-back (lifecycle.give_back) replaces SQLAlchemy's blanket
+    # ROLLBACK: it rolls back only when a transaction is open.
+    arguments = {**arguments, "reset_on_return": None}
+    implementation = BurstKeepingQueuePool if pool_cls is QueuePool else pool_cls
+    try:
+        return implementation(creator, dialect=_DIALECT, **arguments)
+    except (TypeError, ValueError) as error:
+        raise ImproperlyConfigured(
+            f"{pool_cls.__name__} refused the arguments from MYSQLPOOL_ARGUMENTS "
+            f"(or DATABASES[{alias!r}]['OPTIONS']['pool']): {error}."
+        ) from None
+
+
+def _registry_key(
+    conn_params: dict[str, Any], pool_cls: type, arguments: dict[str, Any], options: conf.PoolOptions
+) -> tuple:
+    # Every connection parameter is part of the key: the test runner renames
+    # databases in place, and two users must never share a socket.
+    return (_freeze(conn_params), pool_cls, _freeze(arguments), options)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        # The conversions dict Django passes is large and always the same
+        # object: its identity is key enough.
+        return tuple(
+            sorted(
+                ((str(k), id(v) if k == "conv" else _freeze(v)) for k, v in value.items()),
+                key=lambda item: item[0],
+            )
+        )
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(_freeze(v) for v in value)
+    return value
+
+
+def dispose_pools(database: str | None = None) -> int:
+    """Dispose the pools of this process (only those of one database if given)."""
+    global generation
+    generation += 1
+    with _pools_lock:
+        doomed = [
+            key for key, managed in _pools.items()
+            if database is None or managed.database == database
+        ]
+        disposed = [_pools.pop(key) for key in doomed]
+    for managed in disposed:
+        managed.dispose()
+        logger.debug("disposed %r", managed)
+    return len(disposed)
+
+
+def dispose_pool(managed: ManagedPool) -> None:
+    """Dispose one pool and take it out of the registry."""
+    global generation
+    generation += 1
+    with _pools_lock:
+        for key in [key for key, value in _pools.items() if value is managed]:
+            del _pools[key]
+    managed.dispose()
+    logger.debug("disposed %r", managed)
