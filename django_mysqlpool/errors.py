@@ -23,6 +23,13 @@ class ConnectionGivenBack(Exception):
     interface errors.
     """
 
+    _interface_error: type[Exception] = Exception
+
+    def __reduce__(self) -> tuple:
+        # The class is made at run time: pickle (Celery results,
+        # multiprocessing) rebuilds it through given_back().
+        return (_rebuild, (self._interface_error, self.args))
+
 
 _given_back_classes: dict[type, type] = {}
 
@@ -33,11 +40,21 @@ def given_back(interface_error: type[Exception], message: str) -> ConnectionGive
     if error_class is None:
         error_class = _given_back_classes.setdefault(
             interface_error,
-            type("ConnectionGivenBack", (ConnectionGivenBack, interface_error), {"__module__": __name__}),
+            type(
+                "ConnectionGivenBack",
+                (ConnectionGivenBack, interface_error),
+                {"__module__": __name__, "_interface_error": interface_error},
+            ),
         )
     # The driver's form: (error number, message); 0, as the driver uses for
     # errors of its own.
     return error_class(0, message)
+
+
+def _rebuild(interface_error: type[Exception], args: tuple) -> ConnectionGivenBack:
+    error = given_back(interface_error, "")
+    error.args = args
+    return error
 
 
 def driver_interface_error() -> type[Exception]:

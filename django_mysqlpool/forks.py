@@ -59,7 +59,11 @@ def _after_fork_in_child() -> None:
             _orphan_thread_connections()
     except Exception:  # a fork hook must never break the child
         logger.exception("could not neutralise the connections inherited from the parent")
-    registry.forget_parent_pools()
+    finally:
+        # Even after an interrupt (KeyboardInterrupt, gevent.Timeout): a
+        # child that kept the parent's pools would take back the parent's
+        # parked connections.
+        registry.forget_parent_pools()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
