@@ -3,25 +3,33 @@
 Two classes per driver cursor class, made once and cached:
 
 - watching(cls), the class of cursors made on the bare driver connection
-  (connection.cursor(), and so Django's own cursors): each notes its
-  connection's lease as it is made;
+  (the driver's connection.cursor()): each notes its connection's lease as
+  it is made;
 - lean_watching(cls), the same without that __init__, for
   PooledConnection.cursor(), which sets the lease itself (one Python call
   less on every query).
 
 A statement that may leave state in the session (statements.py) marks the
-connection's state dirty, so the give-back resets the session. A cursor
-whose lease is no longer its connection's (it was kept past close())
-raises ConnectionGivenBack.
+connection's state dirty, so the give-back resets the session; a cursor
+that reads results unbuffered marks it to be closed, since a result left
+half read cannot be cleaned up. A cursor whose lease is no longer its
+connection's (it was kept past close()) raises ConnectionGivenBack.
+
+The driver's cursor code reaches its connection through _get_db(), which
+these classes answer from _mysqlpool_db; the cursor's public connection
+attribute is the pool's handle (set by PooledConnection.cursor()), so
+code that reaches "the cursor's connection" is watched as the handle is.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from . import statements
+from .drivers import SERVER_SESSION_STATE_CHANGED
 from .errors import given_back
-from .state import state_of
+from .state import must_close, state_of
 
 _watching_classes: dict[type, type] = {}
 _lean_classes: dict[type, type] = {}
@@ -36,10 +44,21 @@ def watching(cursor_class: type) -> type:
 
     def __init__(self, connection, *args, **kwargs):
         cursor_class.__init__(self, connection, *args, **kwargs)
+        self._mysqlpool_db = connection
         self._mysqlpool_lease = state_of(connection).lease
 
     watching_class = type(lean.__name__, (lean,), {"__init__": __init__, "__module__": __name__})
     return _watching_classes.setdefault(cursor_class, watching_class)
+
+
+def _reads_unbuffered(cursor_class: type) -> bool:
+    # MySQLdb's SSCursor family and PyMySQL's SSCursor; neither module is
+    # imported here if the process has not imported it.
+    mysqldb_cursors = sys.modules.get("MySQLdb.cursors")
+    if mysqldb_cursors is not None and issubclass(cursor_class, mysqldb_cursors.CursorUseResultMixIn):
+        return True
+    pymysql_cursors = sys.modules.get("pymysql.cursors")
+    return pymysql_cursors is not None and issubclass(cursor_class, pymysql_cursors.SSCursor)
 
 
 def lean_watching(cursor_class: type) -> type:
@@ -49,8 +68,8 @@ def lean_watching(cursor_class: type) -> type:
         return lean
 
     def watch(self, query):
-        connection = self.connection
-        if connection is None:
+        connection = self._mysqlpool_db
+        if connection is None or self.connection is None:
             return  # a closed cursor: the driver raises its own error
         state = state_of(connection)
         if self._mysqlpool_lease != state.lease:
@@ -58,7 +77,12 @@ def lean_watching(cursor_class: type) -> type:
             raise given_back(connection.InterfaceError, "this cursor's connection was given back to the pool")
         if query is None or statements.changes_session(query):
             state.dirty = True
+            if query is not None and statements.defeats_reset(query):
+                must_close(connection, "a statement changed what no reset undoes (SET ROLE)")
+        if unbuffered:
+            must_close(connection, "an unbuffered cursor may have left a result unread")
 
+    unbuffered = _reads_unbuffered(cursor_class)
     verdicts = statements.verdicts
 
     def execute(self, query, args=None):
@@ -66,31 +90,44 @@ def lean_watching(cursor_class: type) -> type:
         # for every statement: the lease is current and the text is known
         # to be plain. Anything else goes to watch(); test_cursors.py
         # checks that the two agree.
-        connection = self.connection
-        if connection is not None:
-            try:
-                plain = (
-                    self._mysqlpool_lease == connection._django_mysqlpool_state.lease
-                    and verdicts[query] is False
-                )
-            except (KeyError, TypeError):  # a new text, or an unhashable bytearray
-                plain = False
-            if not plain:
-                watch(self, query)
-        return cursor_class.execute(self, query, args)
+        state = self._mysqlpool_db._django_mysqlpool_state
+        try:
+            plain = self._mysqlpool_lease == state.lease and verdicts[query] is False and not unbuffered
+        except (KeyError, TypeError):  # a new text, or an unhashable bytearray
+            plain = False
+        if not plain:
+            watch(self, query)
+        result = cursor_class.execute(self, query, args)
+        # The server's word, where it gives it: what the text does not show
+        # (a stored function or a trigger that sets a variable).
+        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED:
+            state.dirty = True
+        return result
 
     def executemany(self, query, args):
         watch(self, query)
-        return cursor_class.executemany(self, query, args)
+        state = self._mysqlpool_db._django_mysqlpool_state
+        result = cursor_class.executemany(self, query, args)
+        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED:
+            state.dirty = True
+        return result
 
     def callproc(self, procname, args=()):
         watch(self, None)
         return cursor_class.callproc(self, procname, args)
 
+    def _get_db(self):
+        # The driver's _get_db() (MySQLdb's and PyMySQL's alike), answering
+        # with the driver connection kept in _mysqlpool_db: connection is
+        # the pool's handle. test_cursors.py checks the closed-cursor error.
+        if self.connection is None:
+            raise self._mysqlpool_db.ProgrammingError("cursor closed")
+        return self._mysqlpool_db
+
     lean = type(
         "SessionWatching" + cursor_class.__name__,
         (cursor_class,),
-        {"execute": execute, "executemany": executemany, "callproc": callproc,
-         "_mysqlpool_lease": -1, "__module__": __name__},
+        {"execute": execute, "executemany": executemany, "callproc": callproc, "_get_db": _get_db,
+         "_mysqlpool_lease": -1, "_mysqlpool_db": None, "__module__": __name__},
     )
     return _lean_classes.setdefault(cursor_class, lean)

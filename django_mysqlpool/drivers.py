@@ -18,6 +18,9 @@ logger = logging.getLogger("django_mysqlpool")
 
 SERVER_STATUS_IN_TRANS = 0x0001
 SERVER_STATUS_AUTOCOMMIT = 0x0002
+# Set in a reply when the statement changed the session's state, if the
+# session asked for it (session_track_state_change = ON).
+SERVER_SESSION_STATE_CHANGED = 0x4000
 _MARIADB_CONNECTION_SERVER_STATUS = 30  # enum mariadb_value in mysql.h
 _CAPSULE_NAME = b"_mysql.connection.native_connection"
 
@@ -218,6 +221,23 @@ class SessionControl:
         if self._pymysql:
             return bool(connection.server_status & SERVER_STATUS_IN_TRANS)
         return None
+
+    def track_state_changes(self, connection: Any) -> Any:
+        """Ask the server to flag replies that change the session; returns where to read the flags.
+
+        The flags are read in place (live_status), so reading them costs no
+        call. None if they cannot be read so, or the server has no
+        session_track_state_change (MariaDB before 10.2, MySQL before 5.7).
+        One round trip; a session reset turns it off again.
+        """
+        if self.live_status is None:
+            return None
+        try:
+            connection.query("SET SESSION session_track_state_change = ON")
+        except connection.Error:
+            logger.debug("the server does not track session state changes", exc_info=True)
+            return None
+        return self.live_status
 
     @property
     def can_reset(self) -> bool:

@@ -18,7 +18,7 @@ from . import cursors, drivers, lifecycle, ownership
 from .drivers import SERVER_STATUS_IN_TRANS
 from .errors import driver_interface_error, given_back
 from .queue_pool import ParkingSpot
-from .state import STATE_ATTRIBUTE, ConnectionState, state_of
+from .state import STATE_ATTRIBUTE, ConnectionState, must_close, state_of
 from .threads import holdings_of_this_thread, no_holdings
 
 
@@ -45,11 +45,21 @@ class _GivenBack:
         return refuse
 
 
-# Driver connection methods that change the session without a cursor.
+# Driver connection methods that change the session without a cursor: the
+# give-back resets it.
 _SESSION_METHODS = frozenset((
-    "query", "send_query", "select_db", "change_user", "set_character_set", "set_sql_mode",
-    "set_server_option", "begin",
+    "query", "select_db", "set_character_set", "set_sql_mode", "begin",
 ))
+# Driver connection methods whose change no session reset undoes: the
+# give-back closes the connection.
+_UNRESETTABLE_METHODS = {
+    # COM_RESET_CONNECTION keeps the login, and the server options.
+    "change_user": "the login was changed with change_user()",
+    "set_server_option": "a server option was changed with set_server_option()",
+    # A reply not yet read would answer the reset, and every reply after
+    # it would answer the statement before.
+    "send_query": "a reply may be left unread after send_query()",
+}
 
 
 class PooledConnection:
@@ -186,17 +196,35 @@ class PooledConnection:
             # A class of the caller's own (SSCursor, DictCursor, ...) is watched too.
             cursor = cursors.lean_watching(cursorclass)(connection)
         cursor._mysqlpool_lease = state.lease
+        # The driver's code reaches the driver connection through _get_db();
+        # whoever asks the cursor for its connection gets this handle, which
+        # watches what is done with it, and refuses once given back.
+        cursor._mysqlpool_db = connection
+        cursor.connection = self
         return cursor
+
+    def next_result(self) -> int:
+        """The driver's next_result(); -1 (no more results) when nothing is checked out.
+
+        The driver's cursors call it on their connection (this handle) as
+        they close: a cursor closed after its connection was parked or given
+        back must neither check one out nor touch the next user's session.
+        """
+        connection = self._driver_connection
+        if connection is None or type(connection) is _GivenBack:
+            return -1
+        return connection.next_result()
 
     @property
     def driver_connection(self) -> Any:
         """The driver's own connection object (MySQLdb's, or PyMySQL's).
 
-        Whatever is done with it goes unseen, so the session is reset when it
-        is given back.
+        Whatever is done with it goes unseen, and a reference kept past
+        close() would reach the next user's session: the physical
+        connection is closed when it is given back, not pooled.
         """
         connection = self._attached_connection()
-        state_of(connection).dirty = True
+        must_close(connection, "the driver connection was handed out")
         return connection
 
     @property
@@ -245,8 +273,9 @@ class PooledConnection:
         this handle's spot, and this handle's next use takes it back with no
         pool lock, no queue and no settings lookup, unless another checkout
         took it first (it counts as idle, and anyone may). autocommit is the
-        mode the owner expects at that next use: a connection in another
-        mode is given back instead, and set right at its next checkout.
+        mode the owner expects at that next use: only a connection in
+        autocommit mode, as its owner expects, parks; any other is given
+        back (and rolled back), and set right at its next checkout.
         now: time.monotonic(), if the caller has it.
         """
         # Threads may share this handle (inc_thread_sharing()): one must not
@@ -287,7 +316,11 @@ class PooledConnection:
                     managed.parking
                     and not state.dirty
                     and now < state.expires_at
-                    and connection.get_autocommit() == autocommit
+                    # With autocommit off a transaction may be open that the
+                    # flag cannot show (see give_back()): only a connection
+                    # in autocommit mode, as its owner expects, parks.
+                    and autocommit
+                    and connection.get_autocommit()
                     and not in_transaction
                 )
             except Exception:  # a connection closed under us: give_back() copes
@@ -467,7 +500,13 @@ def _passing_through(connection: Any) -> type:
 
 
 def _passed_through(name: str) -> property:
-    if name in _SESSION_METHODS:
+    reason = _UNRESETTABLE_METHODS.get(name)
+    if reason is not None:
+        def read(handle: PooledConnection) -> Any:
+            connection = handle._attached_connection()
+            must_close(connection, reason)
+            return getattr(connection, name)
+    elif name in _SESSION_METHODS:
         def read(handle: PooledConnection) -> Any:
             connection = handle._attached_connection()
             # These bypass the cursors that watch the SQL: assume the worst

@@ -62,18 +62,16 @@ from typing import Any
 
 from . import cursors, drivers, ownership
 from .conf import PoolOptions
-from .state import ConnectionState, attach_state, state_of
+from .state import ConnectionState, attach_state, state_of, track_session_changes
 
 logger = logging.getLogger("django_mysqlpool")
 
 
-def prepare(
-    connection: Any, options: PoolOptions, init_command: str | None, database: str | None,
-    recycle: float = -1,
-) -> Any:
-    """Fit a newly opened physical connection for the pool; returns it."""
-    state = ConnectionState(connection, options, init_command, database, recycle)
+def prepare(connection: Any, options: PoolOptions, params: dict[str, Any], recycle: float = -1) -> Any:
+    """Fit a physical connection just opened with params for the pool; returns it."""
+    state = ConnectionState(connection, options, params, recycle)
     attach_state(connection, state)
+    track_session_changes(connection, state)
     state.cursor_class = cursors.lean_watching(connection.cursorclass)
     connection.cursorclass = cursors.watching(connection.cursorclass)
     return connection
@@ -121,16 +119,22 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
         if managed.disposed or time.monotonic() >= state.expires_at:
             record.invalidate()
         elif state.dirty or state.options.reset_session == "always":
-            if state.control.can_reset and state.database:
+            if state.close_reason is not None:
+                logger.debug("closing a session that cannot be reset surely: %s", state.close_reason)
+                record.invalidate()
+            elif state.control.can_reset and state.database:
                 reset_session(connection, state)
             else:
                 record.invalidate()  # closing is the only reset available
-        elif state.control.in_transaction(connection) is not False:
-            # Open, or the driver cannot tell: ROLLBACK also ends a transaction
-            # begun with a raw START TRANSACTION under autocommit. The flag is
-            # read even then, not guessed from the SQL seen: a cursor of a
-            # class of the user's own, or the bare driver connection, would
-            # go unseen.
+        elif not connection.get_autocommit() or state.control.in_transaction(connection) is not False:
+            # Open, or it may be: ROLLBACK also ends a transaction begun with
+            # a raw START TRANSACTION under autocommit. The flag is read even
+            # then, not guessed from the SQL seen: a cursor of a class of the
+            # user's own would go unseen. With autocommit off a transaction
+            # may be open that the flag cannot show: an error reply carries
+            # no status flags, so a first statement that failed after taking
+            # a lock leaves the last flags read saying "none" (and PyMySQL
+            # reads them from OK packets only).
             connection.rollback()
             intact = True
         else:
@@ -160,6 +164,18 @@ def reset_session(connection: Any, state: ConnectionState) -> None:
     # COM_RESET_CONNECTION keeps the current database, which USE may have
     # changed: back to the one the connection was opened for.
     connection.select_db(state.database)
+    # It also puts the character set back to the handshake's, dropping the
+    # collation the driver set at connect, and leaves the driver's own
+    # encoding as a user may have changed it: what the driver did at
+    # connect is done again.
+    if state.collation:
+        connection.set_character_set(state.charset, state.collation)
+    elif state.charset:
+        connection.set_character_set(state.charset)
+    if state.sql_mode:
+        connection.set_sql_mode(state.sql_mode)
+    if state.reply_status is state.control.live_status:  # the reset turned tracking off
+        track_session_changes(connection, state)
     state.session_token = None  # Django's session setup must run again
     if state.init_command:
         cursor = connection.cursor()

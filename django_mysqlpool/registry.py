@@ -6,6 +6,7 @@ forgets a parent's pools in a forked child, and runs the idle sweeper.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -119,13 +120,11 @@ def pool_for_connection(
         managed = _pools.get(key)
         if managed is None:
             params = dict(conn_params)
-            init_command = params.get("init_command")
-            database = params.get("database") or params.get("db")
             recycle = arguments.get("recycle", -1)  # SQLAlchemy's; the connection state applies it
 
             def open_connection():
                 connection = ownership.adopt(connect(params))
-                return lifecycle.prepare(connection, options, init_command, database, recycle)
+                return lifecycle.prepare(connection, options, params, recycle)
 
             pool = _create_pool(alias, pool_cls, arguments, open_connection)
             managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
@@ -172,7 +171,23 @@ def _registry_key(
 ) -> tuple:
     # Every connection parameter is part of the key: the test runner renames
     # databases in place, and two users must never share a socket.
-    return (_freeze(conn_params), pool_cls, _freeze(arguments), options)
+    return (_freeze(_without_password(conn_params)), pool_cls, _freeze(arguments), options)
+
+
+# Salted per process: a key tells two passwords apart, and a key printed by
+# an error tracker that captures module globals gives nothing to guess at.
+_KEY_SALT = os.urandom(16)
+
+
+def _without_password(conn_params: dict[str, Any]) -> dict[str, Any]:
+    secrets = [name for name in ("password", "passwd") if name in conn_params]
+    if not secrets:
+        return conn_params
+    params = dict(conn_params)
+    for name in secrets:
+        digest = hashlib.sha256(_KEY_SALT + str(params[name]).encode("utf-8", "surrogatepass"))
+        params[name] = "sha256:" + digest.hexdigest()
+    return params
 
 
 def _freeze(value: Any) -> Any:

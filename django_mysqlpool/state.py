@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
 import random
 import time
@@ -16,16 +17,20 @@ from .socket_watch import SocketWatch
 # an attribute read beats getattr().
 STATE_ATTRIBUTE = "_django_mysqlpool_state"
 
+# What reply_status reads for a connection whose server does not flag
+# session changes: no flag ever set.
+_NO_FLAGS = ctypes.c_uint(0)
+
 
 class ConnectionState:
     """What the pool knows of one physical connection (see lifecycle.py for the words)."""
 
     __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
-                 "init_command", "database", "session_token", "lease", "cursor_class")
+                 "close_reason", "reply_status", "init_command", "database", "charset", "collation",
+                 "sql_mode", "session_token", "lease", "cursor_class")
 
     def __init__(
-        self, connection: Any, options: PoolOptions, init_command: str | None, database: str | None,
-        recycle: float = -1,
+        self, connection: Any, options: PoolOptions, params: dict[str, Any], recycle: float = -1,
     ) -> None:
         now = time.monotonic()
         self.options = options
@@ -47,8 +52,23 @@ class ConnectionState:
         # True once a statement or a driver call may have left state in the
         # session that a rollback does not clear: the give-back resets it.
         self.dirty = False
-        self.init_command = init_command
-        self.database = database
+        # Why this session cannot be made clean surely (another login, the
+        # bare driver connection handed out, a result maybe left unread):
+        # the give-back closes it. Set together with dirty, so that the
+        # request end's one test of dirty keeps it from parking.
+        self.close_reason: str | None = None
+        # The last reply's status flags, read in place, when the server flags
+        # replies that changed the session (track_session_changes());
+        # otherwise a constant 0. The cursors read it after every statement.
+        self.reply_status: Any = _NO_FLAGS
+        # What the driver set up at connect, from the connection parameters:
+        # a session reset must set it up again.
+        self.init_command = params.get("init_command")
+        self.database = params.get("database") or params.get("db")
+        character_set_name = getattr(connection, "character_set_name", None)
+        self.charset = params.get("charset") or (character_set_name() if character_set_name else None)
+        self.collation = params.get("collation")
+        self.sql_mode = params.get("sql_mode")
         # What Django's init_connection_state() last set up on this session.
         self.session_token: Any = None
         # Bumped at every checkout and give-back: a cursor from an earlier
@@ -66,3 +86,15 @@ def state_of(connection: Any) -> ConnectionState:
 
 def attach_state(connection: Any, state: ConnectionState) -> None:
     setattr(connection, STATE_ATTRIBUTE, state)
+
+
+def track_session_changes(connection: Any, state: ConnectionState) -> None:
+    """Have the server flag every reply that changed the session (one round trip)."""
+    state.reply_status = state.control.track_state_changes(connection) or _NO_FLAGS
+
+
+def must_close(connection: Any, reason: str) -> None:
+    """Mark a session that no reset can surely clean: the give-back closes it."""
+    state = state_of(connection)
+    state.dirty = True
+    state.close_reason = reason

@@ -16,23 +16,29 @@ from typing import Any
 # procedure does) unless, after any leading comments, it starts with one of
 # these words and contains none of the markers below. Matched on the text
 # before parameters are bound; a false positive costs one reset round trip.
+# Executable comments (MySQL's /*! ... */, MariaDB's /*M! ... */) are code
+# the server runs: never skipped as comments, always a marker.
 PLAIN_START = re.compile(
-    r"\s*(?:(?:/\*(?!!).*?\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$))\s*)*"
+    r"\s*(?:(?:/\*(?!M?!).*?\*/|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$))\s*)*"
     r"(?:SELECT|INSERT|UPDATE|DELETE|REPLACE|WITH|BEGIN|START|COMMIT|ROLLBACK|SAVEPOINT|"
     r"RELEASE|SHOW|EXPLAIN|DESCRIBE|DESC|CREATE|ALTER|DROP|TRUNCATE|RENAME|ANALYZE|"
     r"OPTIMIZE|CHECK|CHECKSUM)\b",
     re.IGNORECASE | re.DOTALL,
 )
 SESSION_MARKERS = re.compile(
-    r"(?<!@)@(?!@)|;|/\*!|\bNOT\s+ATOMIC\b|"
+    r"(?<!@)@(?!@)|;|/\*M?!|\bNOT\s+ATOMIC\b|\bLAST_INSERT_ID\s*\(\s*[^\s)]|"
     r"\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE|FLUSH|BACKUP|LOCK)\b",
     re.IGNORECASE,
 )
+# What no session reset undoes: COM_RESET_CONNECTION keeps the active role.
+# Searched only in statements already found to change the session.
+RESET_PROOF = re.compile(r"\bSET\s+ROLE\b", re.IGNORECASE)
 # Substrings every marker contains. Plain substring tests are far cheaper
 # than the marker regex, which tries each alternative at each position of
 # an ORM query: the regex runs only on the rare text holding one of these.
 _MARKER_HINTS = (
-    "@", ";", "/*!", "ATOMIC", "LOCK", "TEMPORARY", "HANDLER", "PREPARE", "FLUSH", "BACKUP",
+    "@", ";", "/*!", "/*M!", "ATOMIC", "LOCK", "TEMPORARY", "HANDLER", "PREPARE", "FLUSH", "BACKUP",
+    "LAST_INSERT_ID",
 )
 
 # Verdicts on recent statement texts. The ORM sends the same few texts over
@@ -57,6 +63,13 @@ def changes_session(query: Any) -> bool:
             verdicts.clear()  # simpler than an LRU, and a miss costs only microseconds
         verdicts[query] = verdict
     return verdict
+
+
+def defeats_reset(query: Any) -> bool:
+    """True if the statement changes the session in a way no reset undoes (the give-back closes it)."""
+    if isinstance(query, (bytes, bytearray)):
+        query = bytes(query).decode("utf-8", "replace")
+    return RESET_PROOF.search(query) is not None
 
 
 def classify(query: Any) -> bool:

@@ -23,7 +23,8 @@ QUERIES = [
 @pytest.fixture
 def prepared():
     connection = address().connect(database=database_name())
-    lifecycle.prepare(connection, PoolOptions(), None, database_name())
+    lifecycle.prepare(connection, PoolOptions(), {"database": database_name()})
+    connection.query("DO 0")  # a plain reply: the flags of prepare()'s own SET are gone
     yield connection
     connection.close()
 

@@ -141,6 +141,7 @@ def test_pymysql_connections_are_kept_checked_and_cleaned():
     assert report["reused_ids"] == 1  # 20 cycles, one connection: none thrown away
     assert report["after_kill"] != report["first"]
     assert report["after_dirty"]["user_variable"] is None
+    assert report["lock_left_by_atomic"] is None
     assert report["errors"] == []
 
 

@@ -44,6 +44,11 @@ SESSION_CHANGING = [
     "PREPARE s FROM 'SELECT 1'",
     "BEGIN NOT ATOMIC SET SESSION sql_mode = ''; END",
     "begin not atomic select 1 end",
+    "/*M! SET SESSION wait_timeout = ( */ SELECT 77 /*M! ) */",
+    "/*M!100100 SET @a = 1 */ SELECT 1",
+    "/*m! set session sql_mode = '' */",
+    "/* a comment */ /*M! SET @a = 1 */",
+    "SELECT 1 /*M!100100 , SLEEP(0) */",
 ]
 
 
