@@ -386,8 +386,10 @@ class PooledConnection:
                 if managed.disposed:
                     lifecycle.give_back(record, connection, managed)  # closes it, if this process may
                 else:
+                    managed.count_unusable(connection, now)
                     lifecycle.close_and_free(record)
                 return None
+        managed.stats.parked_reclaims += 1
         state.lease += 1
         self._released_state = None
         self._driver_connection = connection
@@ -418,6 +420,7 @@ class PooledConnection:
         record, connection = self._claim()
         self._forget()
         if record is not None and ownership.owned_here(connection):
+            self._managed.stats.returns_bad += 1
             lifecycle.close_and_free(record)
 
     def orphan(self) -> None:

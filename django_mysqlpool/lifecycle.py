@@ -116,14 +116,19 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
     state.lease += 1  # cursors kept from now on refuse to run
     intact = False
     try:
-        if managed.disposed or time.monotonic() >= state.expires_at:
+        if managed.disposed:
+            record.invalidate()
+        elif time.monotonic() >= state.expires_at:
+            managed.stats.closed_expired += 1
             record.invalidate()
         elif state.dirty or state.options.reset_session == "always":
             if state.close_reason is not None:
-                logger.debug("closing a session that cannot be reset surely: %s", state.close_reason)
+                logger.info("closing a connection of %r: %s", managed, state.close_reason)
+                managed.stats.returns_bad += 1
                 record.invalidate()
             elif state.control.can_reset and state.database:
                 reset_session(connection, state)
+                managed.stats.resets += 1
             else:
                 record.invalidate()  # closing is the only reset available
         elif not connection.get_autocommit() or state.control.in_transaction(connection) is not False:
@@ -136,11 +141,13 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
             # a lock leaves the last flags read saying "none" (and PyMySQL
             # reads them from OK packets only).
             connection.rollback()
+            managed.stats.rollbacks += 1
             intact = True
         else:
             intact = True
     except BaseException as error:
         intact = False
+        managed.stats.returns_bad += 1
         logger.info("closing a connection that could not be cleaned: %r", error)
         record.invalidate(e=error)
         if not isinstance(error, Exception):

@@ -17,6 +17,7 @@ from .conf import PoolOptions
 from .errors import PoolTimeout
 from .queue_pool import BurstKeepingQueuePool
 from .state import state_of
+from .stats import PoolStats
 
 logger = logging.getLogger("django_mysqlpool")
 
@@ -53,8 +54,14 @@ class ManagedPool:
     password or the registry key.
     """
 
-    def __init__(self, pool: Pool, alias: str, conn_params: dict[str, Any], options: PoolOptions) -> None:
+    def __init__(
+        self, pool: Pool, alias: str, conn_params: dict[str, Any], options: PoolOptions,
+        stats: PoolStats | None = None,
+    ) -> None:
         self.pool = pool
+        self.stats = stats or PoolStats()
+        if isinstance(pool, BurstKeepingQueuePool):
+            pool.stats = self.stats  # the pool counts its waits and timeouts there
         self.alias = alias
         self.options = options
         self._next_idle_sweep = time.monotonic()
@@ -110,18 +117,48 @@ class ManagedPool:
                 raise PoolTimeout(_exhausted_message(alias, pool)) from None
             except connect_error as error:
                 raise OperationalError(*_connect_failure_args(alias, self, error.args)) from error
+            now = time.monotonic()
             try:
-                if lifecycle.usable_at_checkout(connection, time.monotonic(), pre_ping):
+                if lifecycle.usable_at_checkout(connection, now, pre_ping):
+                    self.stats.checkouts += 1
                     return record, connection
             except BaseException as error:  # an interrupted ping: the slot must come back
                 record._checkin_failed(error, _fairy_was_created=False)
                 raise
-            logger.debug("replacing a dead or expired connection from %r", self)
+            self.count_unusable(connection, now)
             lifecycle.close_and_free(record)
         raise OperationalError(
             f"database alias {alias!r}: {MAX_REPLACEMENTS} connections in a row were dead "
             "at checkout; is the server restarting?"
         )
+
+    def count_unusable(self, connection: Any, now: float) -> None:
+        """Count an idle connection found unusable at checkout: expired, or dead."""
+        if now >= state_of(connection).expires_at:
+            self.stats.closed_expired += 1
+            logger.debug("replacing an expired connection from %r", self)
+        else:
+            self.stats.connections_lost += 1
+            logger.info("replacing a dead connection from %r", self)
+
+    def get_stats(self, reset: bool = False) -> dict[str, Any]:
+        """This pool's gauges (now) and counters (reset: zeroed as read)."""
+        pool = self.pool
+        gauges: dict[str, Any] = {"pool_min": None, "pool_max": None, "pool_size": None,
+                                  "pool_available": None, "requests_waiting": None}
+        if isinstance(pool, BurstKeepingQueuePool):
+            overflow = pool._max_overflow
+            gauges = {
+                "pool_min": pool.size() if self.options.min_idle is None else self.options.min_idle,
+                "pool_max": None if overflow == -1 else pool.size() + overflow,
+                "pool_size": pool.open_count(),
+                "pool_available": pool.checkedin(),
+                "requests_waiting": pool.waiting(),
+            }
+        counters = self.stats.read(reset)
+        counters["requests_wait_ms"] = round(counters["requests_wait_ms"])
+        counters["connections_ms"] = round(counters["connections_ms"])
+        return {**gauges, **counters}
 
     def retire_idle(self) -> None:
         """Close connections idle longer than idle_timeout, keeping min_idle of them.
@@ -148,6 +185,7 @@ class ManagedPool:
         # Parked connections nobody took back for that long are idle ones.
         self.pool.unpark(idle_too_long)
         retired = self.pool.close_idle(keep, idle_too_long)
+        self.stats.closed_idle += retired
         if retired:
             logger.debug("retired %d idle connection(s) from %r", retired, self)
 

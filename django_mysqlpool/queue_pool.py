@@ -32,6 +32,8 @@ from typing import Any, Callable
 from sqlalchemy import exc
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
+from .stats import PoolStats
+
 
 class ParkingSpot:
     """Where one handle parks its physical connection between requests.
@@ -111,6 +113,8 @@ class BurstKeepingQueuePool(QueuePool):
             use_lifo=use_lifo, **kw,
         )
         self._pool = None  # SQLAlchemy's queue; _idle replaces it
+        # Its waits and timeouts are counted here; ManagedPool counts the rest.
+        self.stats = PoolStats()
         self._core_size = pool_size
         self._use_lifo = use_lifo
         # Open connections are _core_size + _overflow, as in QueuePool.
@@ -199,16 +203,21 @@ class BurstKeepingQueuePool(QueuePool):
         with self._lock:
             while True:
                 if self._idle:
-                    return self._idle.pop() if self._use_lifo else self._idle.popleft()
+                    record = self._idle.pop() if self._use_lifo else self._idle.popleft()
+                    break
                 record = self._take_parked()
                 if record is not None:
-                    return record
+                    break
                 if self._inc_overflow():  # a slot for a new connection, opened below
                     break
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self._timeout
+                    started_waiting = now
+                    self.stats.requests_queued += 1
                 elif now >= deadline:
+                    self.stats.requests_errors += 1
+                    self.stats.requests_wait_ms += (now - started_waiting) * 1000
                     raise exc.TimeoutError(
                         "QueuePool limit of size %d overflow %d reached, "
                         "connection timed out, timeout %0.2f"
@@ -219,11 +228,16 @@ class BurstKeepingQueuePool(QueuePool):
                 try:
                     # Again, now that an owner parking from here on sees a waiter.
                     record = self._take_parked()
-                    if record is not None:
-                        return record
-                    self._slot_freed.wait(deadline - now)
+                    if record is None:
+                        self._slot_freed.wait(deadline - now)
                 finally:
                     self._waiting -= 1
+                if record is not None:
+                    break
+        if deadline is not None:
+            self.stats.requests_wait_ms += (time.monotonic() - started_waiting) * 1000
+        if record is not None:
+            return record
         try:
             return self._create_connection()
         except BaseException:
@@ -302,6 +316,14 @@ class BurstKeepingQueuePool(QueuePool):
 
     def size(self) -> int:
         return self._core_size
+
+    def open_count(self) -> int:
+        """Connections open now: idle, parked and checked out (and those being opened)."""
+        return self._core_size + self._overflow
+
+    def waiting(self) -> int:
+        """Checkouts waiting for a connection now."""
+        return self._waiting
 
     def checkedin(self) -> int:
         with self._lock:

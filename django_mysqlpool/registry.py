@@ -21,6 +21,7 @@ from sqlalchemy.pool import Pool, QueuePool
 from . import conf, lifecycle, ownership
 from .managed_pool import DriverDialect, ManagedPool
 from .queue_pool import BurstKeepingQueuePool
+from .stats import PoolStats
 
 logger = logging.getLogger("django_mysqlpool")
 
@@ -121,13 +122,22 @@ def pool_for_connection(
         if managed is None:
             params = dict(conn_params)
             recycle = arguments.get("recycle", -1)  # SQLAlchemy's; the connection state applies it
+            stats = PoolStats()
 
             def open_connection():
-                connection = ownership.adopt(connect(params))
-                return lifecycle.prepare(connection, options, params, recycle)
+                started = time.monotonic()
+                try:
+                    connection = ownership.adopt(connect(params))
+                    prepared = lifecycle.prepare(connection, options, params, recycle)
+                except BaseException:
+                    stats.connections_errors += 1
+                    raise
+                stats.connections_num += 1
+                stats.connections_ms += (time.monotonic() - started) * 1000
+                return prepared
 
             pool = _create_pool(alias, pool_cls, arguments, open_connection)
-            managed = _pools[key] = ManagedPool(pool, alias, conn_params, options)
+            managed = _pools[key] = ManagedPool(pool, alias, conn_params, options, stats)
             logger.debug("created %r", managed)
             _IdleSweeper.ensure_running()
     return managed
@@ -205,6 +215,29 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return frozenset(_freeze(v) for v in value)
     return value
+
+
+def get_stats(alias: str | None = None, reset: bool = False) -> dict[str, dict[str, Any]]:
+    """Each pool's statistics (of one alias if given), by pool name.
+
+    A pool's name is its alias; when an alias has several pools (settings
+    changed, another database in tests), the user, server and database
+    follow, never the password.
+    """
+    by_alias: dict[str, list[ManagedPool]] = {}
+    for managed in pools():
+        if alias is None or managed.alias == alias:
+            by_alias.setdefault(managed.alias, []).append(managed)
+    named: dict[str, dict[str, Any]] = {}
+    for pool_alias, managed_pools in by_alias.items():
+        for managed in managed_pools:
+            name = pool_alias
+            if len(managed_pools) > 1:
+                name = f"{pool_alias} {managed.user}@{managed.server}/{managed.database}"
+                while name in named:
+                    name += "'"
+            named[name] = managed.get_stats(reset)
+    return named
 
 
 def dispose_pools(database: str | None = None) -> int:

@@ -1,0 +1,45 @@
+"""Pool statistics: counters named after psycopg_pool's where the meaning is the same."""
+
+from __future__ import annotations
+
+# What each pool counts, since it was made or since the last pop_stats().
+# Each is a plain int attribute incremented in place: under the GIL no
+# thread switch falls between the load and the store of such an increment,
+# so none is lost. requests_num is reported as checkouts + parked_reclaims.
+COUNTERS = (
+    "checkouts",  # checkouts through the pool (idle or new connections)
+    "requests_queued",  # checkouts that had to wait for a connection
+    "requests_wait_ms",  # milliseconds spent waiting, over all checkouts
+    "requests_errors",  # checkouts that failed: no connection free within timeout
+    "connections_num",  # connections opened
+    "connections_ms",  # milliseconds spent opening them
+    "connections_errors",  # connections that could not be opened
+    "connections_lost",  # idle connections found dead at checkout (and replaced)
+    "returns_bad",  # connections closed at give-back: an error, or a change no reset undoes
+    "resets",  # sessions reset at give-back
+    "rollbacks",  # give-backs that sent a ROLLBACK
+    "closed_expired",  # connections closed past max_lifetime (or recycle)
+    "closed_idle",  # idle connections retired after idle_timeout
+    "parked_reclaims",  # requests served by the connection parked with them, with no checkout
+)
+
+
+class PoolStats:
+    """The counters of one pool."""
+
+    __slots__ = COUNTERS
+
+    def __init__(self) -> None:
+        for name in COUNTERS:
+            setattr(self, name, 0)
+
+    def read(self, reset: bool = False) -> dict[str, int]:
+        """The counters as reported (requests_num, not checkouts); reset: zero them as they are read."""
+        values = {name: getattr(self, name) for name in COUNTERS}
+        if reset:
+            for name, value in values.items():
+                # Minus what was read, not zero: an increment landing between
+                # the read and this write counts in the next read.
+                setattr(self, name, getattr(self, name) - value)
+        values["requests_num"] = values.pop("checkouts") + values["parked_reclaims"]
+        return values
