@@ -62,6 +62,9 @@ class PoolOptions:
     idle_timeout: seconds; idle connections beyond min_idle are closed once
         idle this long (checked when connections are given back). None: keep.
     min_idle: idle connections idle_timeout never closes (default: pool_size).
+    leak_detection: seconds; a connection checked out longer than this is
+        logged once at WARNING, with the stack that checked it out, and once
+        at INFO when it is given back. None: off (no stack is captured).
     reset_session: "auto" rolls back an open transaction and fully resets a
         session only when its statements may have changed session state;
         "always" fully resets every session on give-back (one round trip).
@@ -72,6 +75,7 @@ class PoolOptions:
     idle_timeout: float | None = 600.0
     min_idle: int | None = None
     reset_session: str = "auto"
+    leak_detection: float | None = None
 
 
 OWN_ARGUMENTS = tuple(f.name for f in fields(PoolOptions))
@@ -133,7 +137,7 @@ def split_arguments(
     """Validate arguments; return SQLAlchemy's share and our own options."""
     where = _where(alias)
     own = {name: arguments[name] for name in OWN_ARGUMENTS if name in arguments}
-    for name in ("ping_after_idle", "max_lifetime", "idle_timeout"):
+    for name in ("ping_after_idle", "max_lifetime", "idle_timeout", "leak_detection"):
         value = own.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0):
             raise ImproperlyConfigured(

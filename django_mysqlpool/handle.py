@@ -132,6 +132,8 @@ class PooledConnection:
         self.detached = False
         self._managed = managed
         self._last_used = time.monotonic()
+        if managed.leak_threshold is not None:
+            managed.note_checkout(self)
         if tie_to_thread:
             if self._holdings() is None:
                 # A weak reference, so the thread's holdings are in no cycle.
@@ -296,6 +298,8 @@ class PooledConnection:
             self.detached = True
             state = connection._django_mysqlpool_state
             managed = self._managed
+            if managed.leak_threshold is not None:
+                managed.note_give_back(self)
             if now is None:
                 now = time.monotonic()
             try:
@@ -390,6 +394,8 @@ class PooledConnection:
                     lifecycle.close_and_free(record)
                 return None
         managed.stats.parked_reclaims += 1
+        if managed.leak_threshold is not None:
+            managed.note_checkout(self)
         state.lease += 1
         self._released_state = None
         self._driver_connection = connection
@@ -413,6 +419,7 @@ class PooledConnection:
         record, connection = self._claim()
         self._forget()
         if record is not None:
+            self._note_give_back()
             lifecycle.give_back(record, connection, self._managed)
 
     def discard(self) -> None:
@@ -420,8 +427,14 @@ class PooledConnection:
         record, connection = self._claim()
         self._forget()
         if record is not None and ownership.owned_here(connection):
+            self._note_give_back()
             self._managed.stats.returns_bad += 1
             lifecycle.close_and_free(record)
+
+    def _note_give_back(self) -> None:
+        managed = self._managed
+        if managed is not None and managed.leak_threshold is not None:
+            managed.note_give_back(self)
 
     def orphan(self) -> None:
         """Drop everything without a word to the server: the connection is not ours.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+import traceback
 from typing import Any
 
 from django.db.utils import OperationalError
@@ -80,6 +82,12 @@ class ManagedPool:
         # from dispose() on, so that no connection parks in it.
         self.parking = ours and pool.can_park and options.reset_session != "always"
         self.pre_ping = pool._pre_ping
+        # Leak detection (options.leak_detection seconds; None: off, and
+        # nothing is recorded): what each handle holding a connection of
+        # this pool checked it out with, by id(handle).
+        self.leak_threshold = options.leak_detection
+        self._checkouts: dict[int, _Checkout] = {}
+        self._checkouts_lock = threading.Lock()
         # How long a parked connection may sit before taking it back pings
         # it (handle.PooledConnection.take_back): a number even for "never",
         # so the check is one comparison.
@@ -131,6 +139,42 @@ class ManagedPool:
             f"database alias {alias!r}: {MAX_REPLACEMENTS} connections in a row were dead "
             "at checkout; is the server restarting?"
         )
+
+    def note_checkout(self, handle: Any) -> None:
+        """Leak detection: remember when, by which thread and from where handle checked out."""
+        checkout = _Checkout(time.monotonic(), threading.current_thread().name,
+                             "".join(traceback.format_stack(limit=_STACK_DEPTH)[:-2]))
+        with self._checkouts_lock:
+            self._checkouts[id(handle)] = checkout
+
+    def note_give_back(self, handle: Any) -> None:
+        """Leak detection: handle gave its connection back; say so if it was reported."""
+        with self._checkouts_lock:
+            checkout = self._checkouts.pop(id(handle), None)
+        if checkout is not None and checkout.reported:
+            logger.info(
+                "a connection of %r reported as a possible leak was given back after %.1f s "
+                "(checked out by thread %r)", self, time.monotonic() - checkout.started, checkout.thread,
+            )
+
+    def report_leaks(self) -> int:
+        """Log each connection out longer than leak_detection, once; returns how many were logged."""
+        threshold = self.leak_threshold
+        if threshold is None:
+            return 0
+        now = time.monotonic()
+        with self._checkouts_lock:
+            overdue = [c for c in self._checkouts.values() if not c.reported and now - c.started >= threshold]
+            for checkout in overdue:
+                checkout.reported = True
+        for checkout in overdue:
+            logger.warning(
+                "possible connection leak: a connection of %r has been checked out for %.1f s "
+                "by thread %r (leak_detection is %s s); give it back with connection.close() or "
+                "@auto_close_db. It was checked out at:\n%s",
+                self, now - checkout.started, checkout.thread, threshold, checkout.stack,
+            )
+        return len(overdue)
 
     def count_unusable(self, connection: Any, now: float) -> None:
         """Count an idle connection found unusable at checkout: expired, or dead."""
@@ -210,6 +254,19 @@ class ManagedPool:
             f"<ManagedPool {type(self.pool).__name__} for alias {self.alias!r}: "
             f"{self.user}@{self.server}/{self.database}>"
         )
+
+
+_STACK_DEPTH = 24  # frames kept of where a connection was checked out (leak detection)
+
+
+class _Checkout:
+    __slots__ = ("started", "thread", "stack", "reported")
+
+    def __init__(self, started: float, thread: str, stack: str) -> None:
+        self.started = started
+        self.thread = thread
+        self.stack = stack
+        self.reported = False
 
 
 def _exhausted_message(alias: str, pool: Pool) -> str:

@@ -66,7 +66,7 @@ def _settings_changed(setting: str, **kwargs: Any) -> None:
 
 
 class _IdleSweeper(threading.Thread):
-    """Retires idle connections of every pool even when no request comes.
+    """Retires idle connections of every pool even when no request comes, and reports leaks.
 
     One daemon thread per process, started with the first pool (and again in
     a forked child, where the parent's thread does not exist).
@@ -95,6 +95,7 @@ class _IdleSweeper(threading.Thread):
             for managed in pools():
                 try:
                     managed.retire_idle()
+                    managed.report_leaks()
                 except Exception:  # never let the sweeper die
                     logger.exception("retiring idle connections of %r failed", managed)
 
