@@ -61,6 +61,17 @@ def _reads_unbuffered(cursor_class: type) -> bool:
     return pymysql_cursors is not None and issubclass(cursor_class, pymysql_cursors.SSCursor)
 
 
+def interrupted(cursor: Any) -> None:
+    """A statement was interrupted (KeyboardInterrupt, a timeout raised by a signal handler).
+
+    The reply may be half read: no reset can bring such a session back in
+    step, so the give-back closes it.
+    """
+    db = cursor._mysqlpool_db
+    if db is not None:
+        must_close(db, "a statement was interrupted before its reply was read")
+
+
 def lean_watching(cursor_class: type) -> type:
     """watching(cursor_class) without its __init__: its cursors refuse to run until given a lease."""
     lean = _lean_classes.get(cursor_class)
@@ -78,7 +89,7 @@ def lean_watching(cursor_class: type) -> type:
         if query is None or statements.changes_session(query):
             state.dirty = True
             if query is not None and statements.defeats_reset(query):
-                must_close(connection, "a statement changed what no reset undoes (SET ROLE)")
+                must_close(connection, "a statement changed what no reset undoes (profiling)")
         if unbuffered:
             must_close(connection, "an unbuffered cursor may have left a result unread")
 
@@ -97,7 +108,16 @@ def lean_watching(cursor_class: type) -> type:
             plain = False
         if not plain:
             watch(self, query)
-        result = cursor_class.execute(self, query, args)
+        try:
+            result = cursor_class.execute(self, query, args)
+        except Exception:
+            # An error reply carries no flags: a trigger or a function may
+            # have changed the session before the statement failed.
+            state.dirty = True
+            raise
+        except BaseException:
+            interrupted(self)
+            raise
         # The server's word, where it gives it: what the text does not show
         # (a stored function or a trigger that sets a variable).
         if state.reply_status.value & SERVER_SESSION_STATE_CHANGED:
@@ -107,7 +127,14 @@ def lean_watching(cursor_class: type) -> type:
     def executemany(self, query, args):
         watch(self, query)
         state = self._mysqlpool_db._django_mysqlpool_state
-        result = cursor_class.executemany(self, query, args)
+        try:
+            result = cursor_class.executemany(self, query, args)
+        except Exception:
+            state.dirty = True
+            raise
+        except BaseException:
+            interrupted(self)
+            raise
         if state.reply_status.value & SERVER_SESSION_STATE_CHANGED:
             state.dirty = True
         return result
@@ -120,14 +147,30 @@ def lean_watching(cursor_class: type) -> type:
         # The driver's _get_db() (MySQLdb's and PyMySQL's alike), answering
         # with the driver connection kept in _mysqlpool_db: connection is
         # the pool's handle. test_cursors.py checks the closed-cursor error.
+        # Every use of the connection by the driver's cursor code (reading
+        # further result sets included) comes here: a cursor kept past its
+        # lease must not reach the next user's session.
+        db = self._mysqlpool_db
         if self.connection is None:
-            raise self._mysqlpool_db.ProgrammingError("cursor closed")
-        return self._mysqlpool_db
+            raise db.ProgrammingError("cursor closed")
+        if self._mysqlpool_lease != db._django_mysqlpool_state.lease:
+            raise given_back(db.InterfaceError, "this cursor's connection was given back to the pool")
+        return db
+
+    def close(self):
+        db = self._mysqlpool_db
+        if db is not None and self._mysqlpool_lease != db._django_mysqlpool_state.lease:
+            # Kept past its lease: the session (and any result it has
+            # pending) is someone else's now. Closed without a word to it.
+            self.connection = None
+            return None
+        return cursor_class.close(self)
 
     lean = type(
         "SessionWatching" + cursor_class.__name__,
         (cursor_class,),
         {"execute": execute, "executemany": executemany, "callproc": callproc, "_get_db": _get_db,
+         "close": close,
          "_mysqlpool_lease": -1, "_mysqlpool_db": None, "__module__": __name__},
     )
     return _lean_classes.setdefault(cursor_class, lean)

@@ -159,6 +159,11 @@ def _server_status_field(connection: Any, handle: int, status: int) -> Any:
     )
 
 
+def _no_warnings(connection: Any) -> int:
+    result = getattr(connection, "_result", None)  # PyMySQL keeps the last result's count there
+    return getattr(result, "warning_count", 0) or 0
+
+
 class SessionControl:
     """The cheapest ways a connection offers to see and to reset its session.
 
@@ -167,7 +172,7 @@ class SessionControl:
     garbage collection.
     """
 
-    __slots__ = ("_handle", "_pymysql", "read_status", "status", "live_status")
+    __slots__ = ("_handle", "_pymysql", "read_status", "status", "live_status", "warning_count")
 
     def __init__(self, connection: Any) -> None:
         self._handle: int | None = None
@@ -180,6 +185,12 @@ class SessionControl:
         # live_status.value is always the last reply's (None if unknown).
         self.live_status: Any = None
         self._pymysql = False
+        # warning_count(connection): warnings of the last statement, from its
+        # reply (no round trip). The driver's own method, unbound, so that
+        # this object holds no reference to the connection.
+        self.warning_count: Any = _no_warnings
+        if hasattr(type(connection), "warning_count") and callable(type(connection).warning_count):
+            self.warning_count = type(connection).warning_count
         if hasattr(connection, "_get_native_connection"):
             self._use_connector_c(connection)
         elif isinstance(getattr(connection, "server_status", None), int):

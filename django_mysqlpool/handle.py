@@ -48,7 +48,7 @@ class _GivenBack:
 # Driver connection methods that change the session without a cursor: the
 # give-back resets it.
 _SESSION_METHODS = frozenset((
-    "query", "select_db", "set_character_set", "set_sql_mode", "begin",
+    "query", "select_db", "set_character_set", "set_charset", "set_sql_mode", "begin",
 ))
 # Driver connection methods whose change no session reset undoes: the
 # give-back closes the connection.
@@ -326,6 +326,8 @@ class PooledConnection:
                     and autocommit
                     and connection.get_autocommit()
                     and not in_transaction
+                    # SHOW WARNINGS would list them to the next user.
+                    and not state.control.warning_count(connection)
                 )
             except Exception:  # a connection closed under us: give_back() copes
                 parkable = False
@@ -517,19 +519,35 @@ def _passing_through(connection: Any) -> type:
 
 def _passed_through(name: str) -> property:
     reason = _UNRESETTABLE_METHODS.get(name)
-    if reason is not None:
-        def read(handle: PooledConnection) -> Any:
-            connection = handle._attached_connection()
+    changes_session = name in _SESSION_METHODS
+
+    def read(handle: PooledConnection) -> Any:
+        connection = handle._attached_connection()
+        state = state_of(connection)
+        if reason is not None:
             must_close(connection, reason)
-            return getattr(connection, name)
-    elif name in _SESSION_METHODS:
-        def read(handle: PooledConnection) -> Any:
-            connection = handle._attached_connection()
+        elif changes_session:
             # These bypass the cursors that watch the SQL: assume the worst
             # (a reset at give-back).
-            state_of(connection).dirty = True
-            return getattr(connection, name)
-    else:
-        def read(handle: PooledConnection) -> Any:
-            return getattr(handle._attached_connection(), name)
+            state.dirty = True
+        value = getattr(connection, name)
+        if getattr(value, "__self__", None) is connection:
+            # A method of the driver connection: kept past close(), it must
+            # not act on the next user's session.
+            return _for_this_lease(value, state, connection.InterfaceError)
+        return value
+
     return property(read, doc=f"The driver connection's {name}.")
+
+
+def _for_this_lease(method: Any, state: ConnectionState, interface_error: type[Exception]) -> Any:
+    lease = state.lease
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if state.lease != lease:
+            raise given_back(interface_error, "this method's connection was given back to the pool")
+        return method(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call

@@ -72,6 +72,8 @@ def prepare(connection: Any, options: PoolOptions, params: dict[str, Any], recyc
     state = ConnectionState(connection, options, params, recycle)
     attach_state(connection, state)
     track_session_changes(connection, state)
+    if state.control.can_reset:
+        state.role = _role_of_a_new_session(connection)
     state.cursor_class = cursors.lean_watching(connection.cursorclass)
     connection.cursorclass = cursors.watching(connection.cursorclass)
     return connection
@@ -121,7 +123,9 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
         elif time.monotonic() >= state.expires_at:
             managed.stats.closed_expired += 1
             record.invalidate()
-        elif state.dirty or state.options.reset_session == "always":
+        elif state.dirty or state.options.reset_session == "always" or state.control.warning_count(connection):
+            # Warnings too: the next user's SHOW WARNINGS would list them,
+            # with the values that caused them.
             if state.close_reason is not None:
                 logger.info("closing a connection of %r: %s", managed, state.close_reason)
                 managed.stats.returns_bad += 1
@@ -159,6 +163,25 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
     return intact
 
 
+def _role_of_a_new_session(connection: Any) -> str | None:
+    """What SET ROLE takes to give a session the role it had when it opened; None without roles."""
+    cursor = connection.cursor()  # the driver's own class: prepare() has not replaced it yet
+    try:
+        cursor.execute("SELECT CURRENT_ROLE()")
+        (role,) = cursor.fetchone()
+    except connection.Error:  # a server without roles
+        return None
+    finally:
+        cursor.close()
+    if role is None or role == "NONE":
+        return "NONE"
+    if isinstance(role, bytes):
+        role = role.decode()
+    if role.startswith("`"):  # MySQL 8 names its roles quoted already: `r`@`%`
+        return role
+    return "`" + role.replace("`", "``") + "`"  # MariaDB: the bare name
+
+
 def close_and_free(record: Any) -> None:
     """Close a checked-out record's connection and give its slot back to the pool."""
     record.invalidate()
@@ -181,6 +204,8 @@ def reset_session(connection: Any, state: ConnectionState) -> None:
         connection.set_character_set(state.charset)
     if state.sql_mode:
         connection.set_sql_mode(state.sql_mode)
+    if state.role is not None:  # COM_RESET_CONNECTION keeps the active role
+        connection.query(f"SET ROLE {state.role}")
     if state.reply_status is state.control.live_status:  # the reset turned tracking off
         track_session_changes(connection, state)
     state.session_token = None  # Django's session setup must run again

@@ -26,13 +26,14 @@ PLAIN_START = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 SESSION_MARKERS = re.compile(
-    r"(?<!@)@(?!@)|;|/\*M?!|\bNOT\s+ATOMIC\b|\bLAST_INSERT_ID\s*\(\s*[^\s)]|"
+    r"(?<!@)@(?!@)|;|/\*M?!|\bNOT\s+ATOMIC\b|\bLAST_INSERT_ID\b(?!\s*\(\s*\))|"
     r"\b(?:GET_LOCK|TEMPORARY|HANDLER|PREPARE|FLUSH|BACKUP|LOCK)\b",
     re.IGNORECASE,
 )
-# What no session reset undoes: COM_RESET_CONNECTION keeps the active role.
-# Searched only in statements already found to change the session.
-RESET_PROOF = re.compile(r"\bSET\s+ROLE\b", re.IGNORECASE)
+# What no session reset undoes: COM_RESET_CONNECTION keeps the profiling
+# history (SHOW PROFILES: the text of earlier statements). Searched only in
+# statements already found to change the session.
+RESET_PROOF = re.compile(r"\bPROFILING\b", re.IGNORECASE)
 # Substrings every marker contains. Plain substring tests are far cheaper
 # than the marker regex, which tries each alternative at each position of
 # an ORM query: the regex runs only on the rare text holding one of these.

@@ -49,6 +49,9 @@ SESSION_CHANGING = [
     "/*m! set session sql_mode = '' */",
     "/* a comment */ /*M! SET @a = 1 */",
     "SELECT 1 /*M!100100 , SLEEP(0) */",
+    "SELECT LAST_INSERT_ID(5)",
+    "SELECT LAST_INSERT_ID/**/(5)",
+    "SELECT LAST_INSERT_ID # c\n(5)",
 ]
 
 

@@ -123,6 +123,9 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             # Dropped by its wrapper (a fork, a close); a kept reference must
             # not put Django's setup on some other session.
             raise given_back(Database.InterfaceError, "this connection handle was closed")
+        # A handle kept and used from another thread checks out into this
+        # wrapper only where Django would let that thread use it.
+        self.validate_thread_sharing()
         max_age = self.settings_dict["CONN_MAX_AGE"]
         if self._connection_cache[0] == self._settings_fingerprint():
             connection = handle.take_back()
