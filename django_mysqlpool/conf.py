@@ -62,6 +62,9 @@ class PoolOptions:
     idle_timeout: seconds; idle connections beyond min_idle are closed once
         idle this long (checked when connections are given back). None: keep.
     min_idle: idle connections idle_timeout never closes (default: pool_size).
+    max_waiting: checkouts that may wait for a connection at once (QueuePool);
+        one more fails at once with TooManyRequests instead of queueing for
+        timeout seconds. None: no limit.
     leak_detection: seconds; a connection checked out longer than this is
         logged once at WARNING, with the stack that checked it out, and once
         at INFO when it is given back. None: off (no stack is captured).
@@ -76,6 +79,7 @@ class PoolOptions:
     min_idle: int | None = None
     reset_session: str = "auto"
     leak_detection: float | None = None
+    max_waiting: int | None = None
 
 
 OWN_ARGUMENTS = tuple(f.name for f in fields(PoolOptions))
@@ -143,9 +147,10 @@ def split_arguments(
             raise ImproperlyConfigured(
                 f"{where}: {name!r} must be a number of seconds (0 or more) or None, not {value!r}."
             )
-    min_idle = own.get("min_idle")
-    if min_idle is not None and (isinstance(min_idle, bool) or not isinstance(min_idle, int) or min_idle < 0):
-        raise ImproperlyConfigured(f"{where}: 'min_idle' must be a whole number, 0 or more, not {min_idle!r}.")
+    for name in ("min_idle", "max_waiting"):
+        count = own.get(name)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise ImproperlyConfigured(f"{where}: {name!r} must be a whole number, 0 or more, not {count!r}.")
     if own.get("reset_session", "auto") not in RESET_SESSION_CHOICES:
         raise ImproperlyConfigured(
             f"{where}: 'reset_session' must be one of {', '.join(map(repr, RESET_SESSION_CHOICES))}, "

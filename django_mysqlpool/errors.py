@@ -13,6 +13,13 @@ class PoolTimeout(OperationalError):
     """
 
 
+class TooManyRequests(PoolTimeout):
+    """As many checkouts as max_waiting already wait: this one fails at once instead of queueing.
+
+    A PoolTimeout (and so Django's OperationalError), as in psycopg_pool.
+    """
+
+
 class ConnectionGivenBack(Exception):
     """A connection, a cursor or a handle was used after it was given back to the pool.
 

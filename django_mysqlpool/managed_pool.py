@@ -16,8 +16,8 @@ from sqlalchemy.pool.base import _ConnDialect
 
 from . import lifecycle, ownership
 from .conf import PoolOptions
-from .errors import PoolTimeout
-from .queue_pool import BurstKeepingQueuePool
+from .errors import PoolTimeout, TooManyRequests
+from .queue_pool import BurstKeepingQueuePool, QueueFull
 from .state import state_of
 from .stats import PoolStats
 
@@ -64,6 +64,7 @@ class ManagedPool:
         self.stats = stats or PoolStats()
         if isinstance(pool, BurstKeepingQueuePool):
             pool.stats = self.stats  # the pool counts its waits and timeouts there
+            pool.max_waiting = options.max_waiting
         self.alias = alias
         self.options = options
         self._next_idle_sweep = time.monotonic()
@@ -123,6 +124,15 @@ class ManagedPool:
                     raise
             except sqlalchemy_exc.TimeoutError:
                 raise PoolTimeout(_exhausted_message(alias, pool)) from None
+            except QueueFull as full:
+                raise TooManyRequests(
+                    f"database alias {alias!r}: {full.args[0]} checkouts already wait for a "
+                    f"connection (max_waiting={self.options.max_waiting}; pool_size={pool.size()}, "
+                    f"max_overflow={pool._max_overflow}); this one fails at once instead of "
+                    "queueing: raise max_waiting, pool_size or max_overflow in "
+                    "MYSQLPOOL_ARGUMENTS or OPTIONS['pool'], or shed load before it reaches "
+                    "the database."
+                ) from None
             except connect_error as error:
                 raise OperationalError(*_connect_failure_args(alias, self, error.args)) from error
             now = time.monotonic()
@@ -277,7 +287,7 @@ def _exhausted_message(alias: str, pool: Pool) -> str:
     return (
         f"database alias {alias!r}: no connection free after {timeout:.2f} s "
         f"({in_use} in use; pool_size={size}, max_overflow={overflow}); raise "
-        "pool_size, max_overflow or timeout in MYSQLPOOL_ARGUMENTS, or give "
+        "pool_size, max_overflow or timeout in MYSQLPOOL_ARGUMENTS or OPTIONS['pool'], or give "
         "connections back sooner with connection.close() or @auto_close_db."
     )
 

@@ -98,6 +98,10 @@ class ParkingSpot:
         self.listed_in = None
 
 
+class QueueFull(Exception):
+    """max_waiting checkouts already wait (ManagedPool turns it into errors.TooManyRequests)."""
+
+
 class BurstKeepingQueuePool(QueuePool):
     def __init__(
         self,
@@ -115,6 +119,8 @@ class BurstKeepingQueuePool(QueuePool):
         self._pool = None  # SQLAlchemy's queue; _idle replaces it
         # Its waits and timeouts are counted here; ManagedPool counts the rest.
         self.stats = PoolStats()
+        # Checkouts that may wait at once (None: any number); set by ManagedPool.
+        self.max_waiting: int | None = None
         self._core_size = pool_size
         self._use_lifo = use_lifo
         # Open connections are _core_size + _overflow, as in QueuePool.
@@ -212,6 +218,9 @@ class BurstKeepingQueuePool(QueuePool):
                     break
                 now = time.monotonic()
                 if deadline is None:
+                    if self.max_waiting is not None and self._waiting >= self.max_waiting:
+                        self.stats.requests_errors += 1
+                        raise QueueFull(self._waiting)
                     deadline = now + self._timeout
                     started_waiting = now
                     self.stats.requests_queued += 1

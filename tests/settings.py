@@ -31,7 +31,7 @@ DATABASES = {
     # Same login, another database.
     "other_db": _alias(NAME=_database + "_b"),
 }
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_mysqlpool"]
 SECRET_KEY = "django-mysqlpool-tests"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"

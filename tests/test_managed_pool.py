@@ -60,3 +60,39 @@ def test_without_leak_detection_nothing_is_recorded():
     managed = connections["default"].pool
     assert managed.leak_threshold is None and managed._checkouts == {}
     connections["default"].close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "max_waiting": 1})
+def test_a_checkout_beyond_max_waiting_fails_at_once_and_the_waiting_one_is_served():
+    from django_mysqlpool import get_stats
+    from django_mysqlpool.errors import PoolTimeout, TooManyRequests
+
+    connection_id()  # the only connection, held here
+    waited, refused = [], []
+
+    def checkout(into):
+        started = time.monotonic()
+        try:
+            connection_id()
+            into.append(time.monotonic() - started)
+        except PoolTimeout as error:
+            into.append(error)
+            into.append(time.monotonic() - started)
+        finally:
+            connections["default"].close()
+
+    first = threading.Thread(target=checkout, args=(waited,), daemon=True)
+    first.start()
+    assert _wait_for(lambda: get_stats("default")["default"]["requests_waiting"] == 1)
+    second = threading.Thread(target=checkout, args=(refused,), daemon=True)
+    second.start()
+    second.join(10)
+    assert not second.is_alive()
+    error, elapsed = refused
+    assert isinstance(error, TooManyRequests) and elapsed < 1.0  # not the 5 s timeout
+    message = str(error)
+    assert "'default'" in message and "max_waiting=1" in message and "1 checkouts already wait" in message
+    connections["default"].close()  # the waiting one gets it
+    first.join(10)
+    assert not first.is_alive() and isinstance(waited[0], float)
+    assert get_stats("default")["default"]["requests_errors"] == 1
