@@ -30,6 +30,8 @@ setup(
             "celery>=5.6",
             "uvicorn>=0.30",
             "import-linter>=2.1",
+            "mypy>=1.10",
+            "django-stubs>=5.1",
         ],
     },
     classifiers=[

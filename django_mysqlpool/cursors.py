@@ -35,7 +35,7 @@ _watching_classes: dict[type, type] = {}
 _lean_classes: dict[type, type] = {}
 
 
-def watching(cursor_class: type) -> type:
+def watching(cursor_class: Any) -> type:
     """A subclass of the driver's cursor class that notes session-changing SQL."""
     watching_class = _watching_classes.get(cursor_class)
     if watching_class is not None:
@@ -51,7 +51,7 @@ def watching(cursor_class: type) -> type:
     return _watching_classes.setdefault(cursor_class, watching_class)
 
 
-def _reads_unbuffered(cursor_class: type) -> bool:
+def _reads_unbuffered(cursor_class: Any) -> bool:
     # MySQLdb's SSCursor family and PyMySQL's SSCursor; neither module is
     # imported here if the process has not imported it.
     mysqldb_cursors = sys.modules.get("MySQLdb.cursors")
@@ -72,7 +72,7 @@ def interrupted(cursor: Any) -> None:
         must_close(db, "a statement was interrupted before its reply was read")
 
 
-def lean_watching(cursor_class: type) -> type:
+def lean_watching(cursor_class: Any) -> type:
     """watching(cursor_class) without its __init__: its cursors refuse to run until given a lease."""
     lean = _lean_classes.get(cursor_class)
     if lean is not None:

@@ -79,17 +79,19 @@ class _ConnectorC:
         return self.capsule_pointer(connection._get_native_connection(), _CAPSULE_NAME)
 
 
-_connector_c: _ConnectorC | None | bool = False  # False: not looked up yet
+_connector_c: _ConnectorC | None = None
+_connector_looked_up = False
 
 
 def _connector() -> _ConnectorC | None:
-    global _connector_c
-    if _connector_c is False:
+    global _connector_c, _connector_looked_up
+    if not _connector_looked_up:
         try:
             _connector_c = _ConnectorC()
         except (ImportError, OSError, AttributeError):
             # mysqlclient built on Oracle's libmysqlclient, or not installed.
             _connector_c = None
+        _connector_looked_up = True
     return _connector_c
 
 
@@ -256,8 +258,9 @@ class SessionControl:
 
     def reset(self, connection: Any) -> bool:
         """COM_RESET_CONNECTION (one round trip); False if the driver cannot send it."""
-        if self._handle is None:
+        library = _connector()
+        if self._handle is None or library is None:
             return False
-        if _connector_c.reset_connection(self._handle) != 0:
+        if library.reset_connection(self._handle) != 0:
             raise connection.OperationalError(connection.errno(), connection.error())
         return True

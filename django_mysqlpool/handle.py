@@ -19,7 +19,7 @@ from .drivers import SERVER_STATUS_IN_TRANS
 from .errors import driver_interface_error, given_back
 from .queue_pool import ParkingSpot
 from .state import STATE_ATTRIBUTE, ConnectionState, must_close, state_of
-from .threads import holdings_of_this_thread, no_holdings
+from .threads import ThreadHoldings, holdings_of_this_thread, no_holdings
 
 
 class _GivenBack:
@@ -100,7 +100,7 @@ class PooledConnection:
         # disposed while this connection was out, and retires idle ones.
         self._managed: Any = None
         self._last_used = 0.0
-        self._holdings = no_holdings
+        self._holdings: Callable[[], ThreadHoldings | None] = no_holdings
         # Called with this handle to check a connection out into it again
         # after detach(); None once closed.
         self._reattach = reattach
@@ -137,8 +137,10 @@ class PooledConnection:
         if tie_to_thread:
             if self._holdings() is None:
                 # A weak reference, so the thread's holdings are in no cycle.
-                self._holdings = holdings_of_this_thread()
-                self._holdings().held.append(self)
+                reference = self._holdings = holdings_of_this_thread()
+                holdings = reference()
+                if holdings is not None:  # (it is: the thread's local storage holds it)
+                    holdings.held.append(self)
         elif self._holdings is not no_holdings:
             self.untie_from_thread()
         self._record.append(record)  # last: from here on close() gives it back
@@ -359,10 +361,10 @@ class PooledConnection:
         or set up: between requests nothing can have changed it, as with a
         persistent connection.
         """
-        record = self._spot.take_back()
+        record: Any = self._spot.take_back()
         if record is None:
             return None
-        connection = record.dbapi_connection
+        connection: Any = record.dbapi_connection
         state = connection._django_mysqlpool_state
         managed = self._managed
         now = time.monotonic()
@@ -522,7 +524,7 @@ def _passed_through(name: str) -> property:
     changes_session = name in _SESSION_METHODS
 
     def read(handle: PooledConnection) -> Any:
-        connection = handle._attached_connection()
+        connection: Any = handle._attached_connection()
         state = state_of(connection)
         if reason is not None:
             must_close(connection, reason)
@@ -531,10 +533,11 @@ def _passed_through(name: str) -> property:
             # (a reset at give-back).
             state.dirty = True
         value = getattr(connection, name)
+        interface_error = connection.InterfaceError
         if getattr(value, "__self__", None) is connection:
             # A method of the driver connection: kept past close(), it must
             # not act on the next user's session.
-            return _for_this_lease(value, state, connection.InterfaceError)
+            return _for_this_lease(value, state, interface_error)
         return value
 
     return property(read, doc=f"The driver connection's {name}.")

@@ -60,7 +60,9 @@ class ManagedPool:
         self, pool: Pool, alias: str, conn_params: dict[str, Any], options: PoolOptions,
         stats: PoolStats | None = None,
     ) -> None:
-        self.pool = pool
+        # Any: the methods used beyond Pool's are BurstKeepingQueuePool's,
+        # each behind an isinstance() test.
+        self.pool: Any = pool
         self.stats = stats or PoolStats()
         if isinstance(pool, BurstKeepingQueuePool):
             pool.stats = self.stats  # the pool counts its waits and timeouts there
@@ -74,14 +76,15 @@ class ManagedPool:
             conn_params.get("host", "localhost"), conn_params.get("port", 3306)
         )
         self.disposed = False
-        ours = isinstance(pool, BurstKeepingQueuePool)
         # Put a checked-out record back in the pool (an attribute, not a
         # method: it runs at every give-back).
-        self.return_record = pool.return_record if ours else _check_in
+        self.return_record = pool.return_record if isinstance(pool, BurstKeepingQueuePool) else _check_in
         # Whether handles may park connections of this pool (handle.detach()):
         # a pool that resets every session would reset it for nobody. False
         # from dispose() on, so that no connection parks in it.
-        self.parking = ours and pool.can_park and options.reset_session != "always"
+        self.parking = (
+            isinstance(pool, BurstKeepingQueuePool) and pool.can_park and options.reset_session != "always"
+        )
         self.pre_ping = pool._pre_ping
         # Leak detection (options.leak_detection seconds; None: off, and
         # nothing is recorded): what each handle holding a connection of
@@ -116,7 +119,7 @@ class ManagedPool:
         pre_ping = self.pre_ping
         for _ in range(MAX_REPLACEMENTS):
             try:
-                record = pool._do_get()
+                record: Any = pool._do_get()
                 try:
                     connection = record.get_connection()  # reconnects if invalidated
                 except BaseException as error:

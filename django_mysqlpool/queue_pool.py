@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from sqlalchemy import exc
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
@@ -116,7 +116,7 @@ class BurstKeepingQueuePool(QueuePool):
             creator, pool_size=pool_size, max_overflow=max_overflow, timeout=timeout,
             use_lifo=use_lifo, **kw,
         )
-        self._pool = None  # SQLAlchemy's queue; _idle replaces it
+        self._pool = None  # type: ignore[assignment]  # SQLAlchemy's queue; _idle replaces it
         # Its waits and timeouts are counted here; ManagedPool counts the rest.
         self.stats = PoolStats()
         # Checkouts that may wait at once (None: any number); set by ManagedPool.
@@ -206,6 +206,7 @@ class BurstKeepingQueuePool(QueuePool):
 
     def _do_get(self) -> ConnectionPoolEntry:
         deadline = None
+        record: ConnectionPoolEntry | None
         with self._lock:
             while True:
                 if self._idle:
@@ -263,7 +264,7 @@ class BurstKeepingQueuePool(QueuePool):
         """
         return self._use_lifo and not self.dispatch.checkin
 
-    def return_record(self, record: ConnectionPoolEntry) -> None:
+    def return_record(self, record: Any) -> None:
         """Put a checked-out record back: record.checkin(_fairy_was_created=False), made lean.
 
         What checkin() ends with, minus its bookkeeping for SQLAlchemy's
@@ -307,7 +308,7 @@ class BurstKeepingQueuePool(QueuePool):
                 return True
             return False
 
-    def _dec_overflow(self) -> bool:
+    def _dec_overflow(self) -> Literal[True]:
         with self._lock:
             self._overflow -= 1
             if self._waiting:

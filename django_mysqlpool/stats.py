@@ -29,11 +29,26 @@ class PoolStats:
 
     __slots__ = COUNTERS
 
+    checkouts: int
+    requests_queued: int
+    requests_wait_ms: float
+    requests_errors: int
+    connections_num: int
+    connections_ms: float
+    connections_errors: int
+    connections_lost: int
+    returns_bad: int
+    resets: int
+    rollbacks: int
+    closed_expired: int
+    closed_idle: int
+    parked_reclaims: int
+
     def __init__(self) -> None:
         for name in COUNTERS:
             setattr(self, name, 0)
 
-    def read(self, reset: bool = False) -> dict[str, int]:
+    def read(self, reset: bool = False) -> dict[str, float]:
         """The counters as reported (requests_num, not checkouts); reset: zero them as they are read."""
         values = {name: getattr(self, name) for name in COUNTERS}
         if reset:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The import-layer contracts, then the whole test suite on 2 processes. Each worker starts a private MariaDB
+# The import-layer contracts and mypy, then the whole test suite on 2 processes. Each worker starts a private MariaDB
 # unless MYSQL_HOST (with MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD) names one.
 # Extra arguments go to pytest.
 set -euo pipefail
@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The package's layers (.importlinter): imports go one way, with no cycles.
 .venv/bin/lint-imports --no-cache
+# Its types, with django-stubs (mypy.ini).
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -n 2 tests "$@"

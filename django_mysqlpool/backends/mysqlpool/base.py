@@ -6,7 +6,7 @@ import operator
 import time
 import weakref
 
-from django.db.backends.mysql.base import Database
+from django.db.backends.mysql.base import Database  # type: ignore[attr-defined]
 from django.db.backends.mysql.base import DatabaseWrapper as MySQLDatabaseWrapper
 from django.db.backends.signals import connection_created
 from django.utils.asyncio import async_unsafe
@@ -40,7 +40,7 @@ def _open_physical_connection(conn_params):
     # The stock get_new_connection() uses no instance state, so calling it
     # unbound keeps Django's own connect-time fixes without copying them,
     # and the pool does not keep any wrapper (or its thread's data) alive.
-    return MySQLDatabaseWrapper.get_new_connection(None, conn_params)
+    return MySQLDatabaseWrapper.get_new_connection(None, conn_params)  # type: ignore[arg-type]
 
 
 def _reattach_through(wrapper):
@@ -61,7 +61,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
     creation_class = DatabaseCreation
     _just_checked_out = False
     # (what the parameters were built from, the parameters, their pool)
-    _connection_cache = (None, None, None)
+    _connection_cache: tuple = (None, None, None)
 
     def _settings_fingerprint(self):
         return (registry.generation, _connection_settings(self.settings_dict))
@@ -207,7 +207,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     def close_if_health_check_failed(self):
         # Runs before every cursor: Django's version only when it has work.
-        if self.health_check_enabled and not self.health_check_done:
+        if self.health_check_enabled and not self.health_check_done:  # type: ignore[attr-defined]
             super().close_if_health_check_failed()
         connection = self.connection
         if not isinstance(connection, PooledConnection):
@@ -260,7 +260,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
                 # The physical connection goes back to the pool; the wrapper
                 # keeps the handle and so its state, as between two requests
                 # on a persistent connection, and skips connect() next time.
-                if self._thread_ident != _thread.get_ident():
+                if self._thread_ident != _thread.get_ident():  # type: ignore[attr-defined]
                     self.validate_thread_sharing()  # as close() would: raises unless shared
                 self.health_check_done = False
                 if self.run_on_commit:  # as close() would; a new list only if needed
@@ -281,7 +281,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             # not be handed to the next user.
             connection.discard()
             return
-        return super()._close()
+        return super()._close()  # type: ignore[misc]  # not in django-stubs
 
     @property
     def pool(self):
