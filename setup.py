@@ -1,11 +1,16 @@
+import re
+
 from setuptools import find_packages, setup
+
+with open("django_mysqlpool/_version.py", encoding="utf-8") as version_file:
+    version = re.search(r'__version__ = "([^"]+)"', version_file.read()).group(1)
 
 with open("README.rst", encoding="utf-8") as readme:
     long_description = readme.read()
 
 setup(
     name="django-mysqlpool",
-    version="0.1.0.dev0",
+    version=version,
     description="A connection pool for Django on MySQL and MariaDB, built on SQLAlchemy's pools.",
     long_description=long_description,
     long_description_content_type="text/x-rst",
@@ -19,6 +24,7 @@ setup(
         "mysqlclient>=2.2",
     ],
     extras_require={
+        "otel": ["opentelemetry-api>=1.20"],
         "test": [
             "pytest>=8",
             "pytest-xdist>=3.5",
@@ -30,6 +36,8 @@ setup(
             "celery>=5.6",
             "uvicorn>=0.30",
             "import-linter>=2.1",
+            "opentelemetry-api>=1.20",
+            "opentelemetry-sdk>=1.20",
             "mypy>=1.10",
             "django-stubs>=5.1",
         ],

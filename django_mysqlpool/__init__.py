@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._version import __version__
 from .decorators import auto_close_db
 from .forks import close_pool
 from .registry import get_stats as _get_stats
 
-__all__ = ["auto_close_db", "close_pool", "get_stats", "pop_stats"]
+__all__ = ["__version__", "auto_close_db", "close_pool", "get_stats", "pop_stats"]
 
 
 def get_stats(alias: str | None = None) -> dict[str, dict[str, Any]]:

@@ -85,6 +85,22 @@ class PoolOptions:
 OWN_ARGUMENTS = tuple(f.name for f in fields(PoolOptions))
 
 
+def telemetry_enabled() -> bool:
+    """MYSQLPOOL_OPENTELEMETRY: record the pools' OpenTelemetry metrics (default False)."""
+    enabled = getattr(settings, "MYSQLPOOL_OPENTELEMETRY", False)
+    if not isinstance(enabled, bool):
+        raise ImproperlyConfigured(f"MYSQLPOOL_OPENTELEMETRY must be True or False, not {enabled!r}.")
+    if enabled:
+        try:
+            import opentelemetry.metrics  # noqa: F401
+        except ImportError:
+            raise ImproperlyConfigured(
+                "MYSQLPOOL_OPENTELEMETRY is True but opentelemetry-api is not installed: "
+                "pip install django-mysqlpool[otel]."
+            ) from None
+    return enabled
+
+
 def pool_class() -> type[sqlalchemy_pool.Pool]:
     """The SQLAlchemy pool class named by MYSQLPOOL_BACKEND."""
     name = getattr(settings, "MYSQLPOOL_BACKEND", DEFAULT_BACKEND)

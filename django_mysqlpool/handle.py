@@ -81,7 +81,7 @@ class PooledConnection:
 
     __slots__ = ("_record", "_driver_connection", "detached", "_managed", "_last_used",
                  "_holdings", "_reattach", "_released_state", "_released_lease", "_reattaching",
-                 "_spot", "settings_checked")
+                 "_spot", "settings_checked", "_checked_out_at")
 
     def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
         # One element while checked out: deque.pop() is atomic, so two
@@ -117,6 +117,9 @@ class PooledConnection:
         # parked connection was checked out: cursor() may then take it back
         # without asking the owner (the reattach callback).
         self.settings_checked = False
+        # When the connection held now was checked out (kept only while the
+        # pool records OpenTelemetry metrics: its use time).
+        self._checked_out_at = 0.0
 
     def attach(self, record: Any, connection: Any, managed: Any, tie_to_thread: bool = True) -> bool:
         """Hold a connection just checked out; True if it is the session this
@@ -134,6 +137,8 @@ class PooledConnection:
         self._last_used = time.monotonic()
         if managed.leak_threshold is not None:
             managed.note_checkout(self)
+        if managed.telemetry is not None:
+            self._checked_out_at = self._last_used
         if tie_to_thread:
             if self._holdings() is None:
                 # A weak reference, so the thread's holdings are in no cycle.
@@ -302,6 +307,8 @@ class PooledConnection:
             managed = self._managed
             if managed.leak_threshold is not None:
                 managed.note_give_back(self)
+            if managed.telemetry is not None:
+                managed.telemetry.record_use(time.monotonic() - self._checked_out_at)
             if now is None:
                 now = time.monotonic()
             try:
@@ -400,6 +407,9 @@ class PooledConnection:
         managed.stats.parked_reclaims += 1
         if managed.leak_threshold is not None:
             managed.note_checkout(self)
+        if managed.telemetry is not None:
+            managed.telemetry.record_wait(0.0)  # no wait: it was parked with this handle
+            self._checked_out_at = now
         state.lease += 1
         self._released_state = None
         self._driver_connection = connection
@@ -439,6 +449,8 @@ class PooledConnection:
         managed = self._managed
         if managed is not None and managed.leak_threshold is not None:
             managed.note_give_back(self)
+        if managed is not None and managed.telemetry is not None:
+            managed.telemetry.record_use(time.monotonic() - self._checked_out_at)
 
     def orphan(self) -> None:
         """Drop everything without a word to the server: the connection is not ours.

@@ -64,6 +64,10 @@ class ManagedPool:
         # each behind an isinstance() test.
         self.pool: Any = pool
         self.stats = stats or PoolStats()
+        # The pool's name in statistics and metrics (set by the registry).
+        self.name = alias
+        # OpenTelemetry histograms (telemetry.PoolTelemetry), or None: off.
+        self.telemetry: Any = None
         if isinstance(pool, BurstKeepingQueuePool):
             pool.stats = self.stats  # the pool counts its waits and timeouts there
             pool.max_waiting = options.max_waiting
@@ -117,6 +121,9 @@ class ManagedPool:
         # does what the proxy did (give back on close or garbage collection).
         pool = self.pool
         pre_ping = self.pre_ping
+        telemetry = self.telemetry
+        if telemetry is not None:
+            started = time.monotonic()
         for _ in range(MAX_REPLACEMENTS):
             try:
                 record: Any = pool._do_get()
@@ -142,6 +149,8 @@ class ManagedPool:
             try:
                 if lifecycle.usable_at_checkout(connection, now, pre_ping):
                     self.stats.checkouts += 1
+                    if telemetry is not None:
+                        telemetry.record_wait(now - started)
                     return record, connection
             except BaseException as error:  # an interrupted ping: the slot must come back
                 record._checkin_failed(error, _fairy_was_created=False)

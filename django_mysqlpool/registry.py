@@ -18,7 +18,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from sqlalchemy.pool import Pool, QueuePool
 
-from . import conf, lifecycle, ownership
+from . import conf, lifecycle, ownership, telemetry
 from .managed_pool import DriverDialect, ManagedPool
 from .queue_pool import BurstKeepingQueuePool
 from .stats import PoolStats
@@ -124,6 +124,8 @@ def pool_for_connection(
             params = dict(conn_params)
             recycle = arguments.get("recycle", -1)  # SQLAlchemy's; the connection state applies it
             stats = PoolStats()
+            name = _new_name(alias, conn_params)
+            metrics = telemetry.for_pool(name, pool_names) if conf.telemetry_enabled() else None
 
             def open_connection():
                 started = time.monotonic()
@@ -133,12 +135,18 @@ def pool_for_connection(
                 except BaseException:
                     stats.connections_errors += 1
                     raise
+                seconds = time.monotonic() - started
                 stats.connections_num += 1
-                stats.connections_ms += (time.monotonic() - started) * 1000
+                stats.connections_ms += seconds * 1000
+                if metrics is not None:
+                    metrics.record_create(seconds)
                 return prepared
 
             pool = _create_pool(alias, pool_cls, arguments, open_connection)
-            managed = _pools[key] = ManagedPool(pool, alias, conn_params, options, stats)
+            managed = ManagedPool(pool, alias, conn_params, options, stats)
+            managed.name = name
+            managed.telemetry = metrics
+            _pools[key] = managed
             logger.debug("created %r", managed)
             _IdleSweeper.ensure_running()
     return managed
@@ -218,27 +226,31 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def get_stats(alias: str | None = None, reset: bool = False) -> dict[str, dict[str, Any]]:
-    """Each pool's statistics (of one alias if given), by pool name.
+def _new_name(alias: str, conn_params: dict[str, Any]) -> str:
+    # Under _pools_lock. The alias, unless a live pool has that name already
+    # (settings changed, another database in tests): then the user, server
+    # and database follow, never the password. A name stays with its pool,
+    # so that a series of metrics keeps its name.
+    taken = {managed.name for managed in _pools.values()}
+    name = alias
+    if name in taken:
+        database = conn_params.get("database") or conn_params.get("db")
+        server = conn_params.get("unix_socket") or "{}:{}".format(
+            conn_params.get("host", "localhost"), conn_params.get("port", 3306))
+        name = f"{alias} {conn_params.get('user')}@{server}/{database}"
+        while name in taken:
+            name += "'"
+    return name
 
-    A pool's name is its alias; when an alias has several pools (settings
-    changed, another database in tests), the user, server and database
-    follow, never the password.
-    """
-    by_alias: dict[str, list[ManagedPool]] = {}
-    for managed in pools():
-        if alias is None or managed.alias == alias:
-            by_alias.setdefault(managed.alias, []).append(managed)
-    named: dict[str, dict[str, Any]] = {}
-    for pool_alias, managed_pools in by_alias.items():
-        for managed in managed_pools:
-            name = pool_alias
-            if len(managed_pools) > 1:
-                name = f"{pool_alias} {managed.user}@{managed.server}/{managed.database}"
-                while name in named:
-                    name += "'"
-            named[name] = managed.get_stats(reset)
-    return named
+
+def pool_names(alias: str | None = None) -> dict[str, ManagedPool]:
+    """This process's pools (of one alias if given), by name (see _new_name())."""
+    return {managed.name: managed for managed in pools() if alias is None or managed.alias == alias}
+
+
+def get_stats(alias: str | None = None, reset: bool = False) -> dict[str, dict[str, Any]]:
+    """Each pool's statistics (of one alias if given), by pool name (see pool_names())."""
+    return {name: managed.get_stats(reset) for name, managed in pool_names(alias).items()}
 
 
 def dispose_pools(database: str | None = None) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-# What each pool counts, since it was made or since the last pop_stats().
-# Each is a plain int attribute incremented in place: under the GIL no
-# thread switch falls between the load and the store of such an increment,
-# so none is lost. requests_num is reported as checkouts + parked_reclaims.
+# What each pool counts, since it was made. Each is a plain attribute
+# incremented in place: under the GIL no thread switch falls between the
+# load and the store of such an increment, so none is lost. read() reports
+# them since the last pop (a baseline taken then), and requests_num as
+# checkouts + parked_reclaims; cumulative() as counted, for OpenTelemetry's
+# counters, which must never go down.
 COUNTERS = (
     "checkouts",  # checkouts through the pool (idle or new connections)
     "requests_queued",  # checkouts that had to wait for a connection
@@ -27,7 +29,7 @@ COUNTERS = (
 class PoolStats:
     """The counters of one pool."""
 
-    __slots__ = COUNTERS
+    __slots__ = COUNTERS + ("_baseline",)
 
     checkouts: int
     requests_queued: int
@@ -47,14 +49,18 @@ class PoolStats:
     def __init__(self) -> None:
         for name in COUNTERS:
             setattr(self, name, 0)
+        self._baseline: dict[str, float] = dict.fromkeys(COUNTERS, 0)
+
+    def cumulative(self) -> dict[str, float]:
+        """Every counter as counted since the pool was made."""
+        return {name: getattr(self, name) for name in COUNTERS}
 
     def read(self, reset: bool = False) -> dict[str, float]:
-        """The counters as reported (requests_num, not checkouts); reset: zero them as they are read."""
-        values = {name: getattr(self, name) for name in COUNTERS}
+        """The counters since the last reset, as reported (requests_num, not checkouts); reset: start again."""
+        counted = self.cumulative()
+        baseline = self._baseline
+        values = {name: counted[name] - baseline[name] for name in COUNTERS}
         if reset:
-            for name, value in values.items():
-                # Minus what was read, not zero: an increment landing between
-                # the read and this write counts in the next read.
-                setattr(self, name, getattr(self, name) - value)
+            self._baseline = counted
         values["requests_num"] = values.pop("checkouts") + values["parked_reclaims"]
         return values
