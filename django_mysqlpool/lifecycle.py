@@ -122,6 +122,7 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
             record.invalidate()
         elif time.monotonic() >= state.expires_at:
             managed.stats.closed_expired += 1
+            logger.debug("closing a connection of %r past its lifetime", managed)
             record.invalidate()
         elif state.dirty or state.options.reset_session == "always" or state.control.warning_count(connection):
             # Warnings too: the next user's SHOW WARNINGS would list them,
@@ -133,6 +134,7 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
             elif state.control.can_reset and state.database:
                 reset_session(connection, state)
                 managed.stats.resets += 1
+                logger.debug("reset a session of %r at give-back", managed)
             else:
                 record.invalidate()  # closing is the only reset available
         elif not connection.get_autocommit() or state.control.in_transaction(connection) is not False:

@@ -133,8 +133,12 @@ class ManagedPool:
                     record._checkin_failed(error, _fairy_was_created=False)
                     raise
             except sqlalchemy_exc.TimeoutError:
-                raise PoolTimeout(_exhausted_message(alias, pool)) from None
+                message = _exhausted_message(alias, pool)
+                logger.warning("%s", message)
+                raise PoolTimeout(message) from None
             except QueueFull as full:
+                logger.warning("%r: %d checkouts already wait (max_waiting); one more refused",
+                               self, full.args[0])
                 raise TooManyRequests(
                     f"database alias {alias!r}: {full.args[0]} checkouts already wait for a "
                     f"connection (max_waiting={self.options.max_waiting}; pool_size={pool.size()}, "

@@ -132,10 +132,12 @@ def pool_for_connection(
                 try:
                     connection = ownership.adopt(connect(params))
                     prepared = lifecycle.prepare(connection, options, params, recycle)
-                except BaseException:
+                except BaseException as error:
                     stats.connections_errors += 1
+                    logger.warning("could not open a connection for pool %r: %s", name, error)
                     raise
                 seconds = time.monotonic() - started
+                logger.debug("opened a connection for pool %r in %.1f ms", name, seconds * 1000)
                 stats.connections_num += 1
                 stats.connections_ms += seconds * 1000
                 if metrics is not None:

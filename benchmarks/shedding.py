@@ -1,0 +1,127 @@
+"""Load shedding under a storm: max_waiting against an unbounded queue of waiting checkouts.
+
+    python -m tests.server -- .venv/bin/python benchmarks/shedding.py [THREADS]
+
+THREADS threads (default 1,000) are released together, each doing 10
+cycles (ensure_connection, SELECT 1, close()) on a pool of 10+10 with a
+checkout timeout of 5 s: once with no max_waiting, once with max_waiting =
+50. For each: errors by type, the p50/p99/max of the cycles that succeeded,
+throughput, and the pool's get_stats() at the end. Prints a table and
+writes benchmarks/results/shedding.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import django  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from tests.server import ServerAddress  # noqa: E402
+
+DATABASE = "mysqlpool_shedding"
+CYCLES = 10
+WAYS = {"queue (no max_waiting)": "queue", "max_waiting = 50": "shed"}
+
+
+def configure(address: ServerAddress) -> None:
+    admin = address.connect()
+    admin.cursor().execute(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}`")
+    admin.cursor().execute("SET GLOBAL max_connections = 2000")
+    admin.close()
+    common = {"ENGINE": "django_mysqlpool.backends.mysqlpool", "HOST": address.host, "PORT": str(address.port),
+              "USER": address.user, "PASSWORD": address.password, "NAME": DATABASE}
+    settings.configure(
+        DATABASES={
+            "default": common,
+            "queue": {**common, "OPTIONS": {"pool": {"max_waiting": None}}},
+            "shed": {**common, "OPTIONS": {"pool": {"max_waiting": 50}}},
+        },
+        MYSQLPOOL_ARGUMENTS={"pool_size": 10, "max_overflow": 10, "timeout": 5},
+        USE_TZ=True,
+    )
+    django.setup()
+
+
+def storm(alias: str, threads: int) -> dict:
+    from django.db import connections
+
+    from django_mysqlpool import pop_stats
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    start = threading.Barrier(threads + 1, timeout=120)
+
+    def work():
+        start.wait()
+        wrapper = connections[alias]
+        for _ in range(CYCLES):
+            began = time.perf_counter()
+            try:
+                with wrapper.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                    cursor.fetchone()
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+            except Exception as error:  # counted by type: that is the measurement
+                with lock:
+                    errors[type(error).__name__] = errors.get(type(error).__name__, 0) + 1
+            finally:
+                wrapper.close()
+
+    pop_stats(alias)
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    start.wait()
+    began = time.perf_counter()
+    for worker in workers:
+        worker.join(300)
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def quantile(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+
+    return {
+        "succeeded": len(latencies), "errors": errors, "stuck_threads": sum(w.is_alive() for w in workers),
+        "p50_ms": quantile(0.5), "p99_ms": quantile(0.99), "max_ms": latencies[-1] * 1000 if latencies else None,
+        "mean_ms": statistics.fmean(latencies) * 1000 if latencies else None,
+        "cycles_per_second": len(latencies) / elapsed, "seconds": elapsed,
+        "stats": pop_stats(alias).get(alias),
+    }
+
+
+def main() -> int:
+    address = ServerAddress.from_environment()
+    if address is None:
+        print("MYSQL_HOST is not set: run me through python -m tests.server --", file=sys.stderr)
+        return 2
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    configure(address)
+    results = {name: storm(alias, threads) for name, alias in WAYS.items()}
+    print(f"storm: {threads} threads x {CYCLES} cycles, pool 10+10, timeout 5 s")
+    print(f"{'way':<24} {'ok':>6} {'errors':>22} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'cycles/s':>9}")
+    for name, result in results.items():
+        errors = ", ".join(f"{kind} {count}" for kind, count in result["errors"].items()) or "0"
+        print(f"{name:<24} {result['succeeded']:>6} {errors:>22} {result['p50_ms']:>8.1f} "
+              f"{result['p99_ms']:>8.1f} {result['max_ms'] or 0:>8.1f} {result['cycles_per_second']:>9.0f}")
+    path = os.path.join(ROOT, "benchmarks", "results", "shedding.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as output:
+        json.dump(results, output, indent=2)
+    print(f"\nJSON: {os.path.relpath(path)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
