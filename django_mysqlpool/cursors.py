@@ -119,8 +119,11 @@ def lean_watching(cursor_class: Any) -> type:
             interrupted(self)
             raise
         # The server's word, where it gives it: what the text does not show
-        # (a stored function or a trigger that sets a variable).
-        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED:
+        # (a stored function or a trigger that sets a variable). And
+        # warnings, which outlive later statements that touch no table: the
+        # next user's SHOW WARNINGS would list them, with the values that
+        # caused them (MySQLdb's cursor keeps the count of the reply).
+        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED or self.warning_count:
             state.dirty = True
         return result
 
@@ -135,7 +138,7 @@ def lean_watching(cursor_class: Any) -> type:
         except BaseException:
             interrupted(self)
             raise
-        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED:
+        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED or self.warning_count:
             state.dirty = True
         return result
 
@@ -171,6 +174,9 @@ def lean_watching(cursor_class: Any) -> type:
         (cursor_class,),
         {"execute": execute, "executemany": executemany, "callproc": callproc, "_get_db": _get_db,
          "close": close,
-         "_mysqlpool_lease": -1, "_mysqlpool_db": None, "__module__": __name__},
+         "_mysqlpool_lease": -1, "_mysqlpool_db": None, "__module__": __name__,
+         # MySQLdb's cursors set it from each reply; PyMySQL's do not (its
+         # sessions are closed, not reset, when they need cleaning).
+         "warning_count": 0},
     )
     return _lean_classes.setdefault(cursor_class, lean)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.utils import OperationalError
+from django.db.utils import DatabaseError, OperationalError
 
 
 class PoolTimeout(OperationalError):
@@ -17,6 +17,14 @@ class TooManyRequests(PoolTimeout):
     """As many checkouts as max_waiting already wait: this one fails at once instead of queueing.
 
     A PoolTimeout (and so Django's OperationalError), as in psycopg_pool.
+    """
+
+
+class WrongThread(DatabaseError):
+    """A pooled connection was used from a thread other than the one it belongs to.
+
+    As Django's own check says for its wrappers: a connection belongs to the
+    thread that checked it out, unless shared with inc_thread_sharing().
     """
 
 

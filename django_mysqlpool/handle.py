@@ -9,14 +9,15 @@ defined in lifecycle.py.
 
 from __future__ import annotations
 
+import _thread
 import threading
 import time
 from collections import deque
 from typing import Any, Callable
 
 from . import cursors, drivers, lifecycle, ownership
-from .drivers import SERVER_STATUS_IN_TRANS
-from .errors import driver_interface_error, given_back
+from .drivers import SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_IN_TRANS
+from .errors import WrongThread, driver_interface_error, given_back
 from .queue_pool import ParkingSpot
 from .state import STATE_ATTRIBUTE, ConnectionState, must_close, state_of
 from .threads import ThreadHoldings, holdings_of_this_thread, no_holdings
@@ -81,7 +82,7 @@ class PooledConnection:
 
     __slots__ = ("_record", "_driver_connection", "detached", "_managed", "_last_used",
                  "_holdings", "_reattach", "_released_state", "_released_lease", "_reattaching",
-                 "_spot", "settings_checked", "_checked_out_at")
+                 "_spot", "settings_checked", "_checked_out_at", "_owner_thread")
 
     def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
         # One element while checked out: deque.pop() is atomic, so two
@@ -120,6 +121,10 @@ class PooledConnection:
         # When the connection held now was checked out (kept only while the
         # pool records OpenTelemetry metrics: its use time).
         self._checked_out_at = 0.0
+        # The thread this handle belongs to (Django's thread ident), or None
+        # when threads may share it: a reference kept and used in another
+        # thread must not reach the owner's session.
+        self._owner_thread: int | None = None
 
     def attach(self, record: Any, connection: Any, managed: Any, tie_to_thread: bool = True) -> bool:
         """Hold a connection just checked out; True if it is the session this
@@ -140,6 +145,7 @@ class PooledConnection:
         if managed.telemetry is not None:
             self._checked_out_at = self._last_used
         if tie_to_thread:
+            self._owner_thread = _thread.get_ident()
             if self._holdings() is None:
                 # A weak reference, so the thread's holdings are in no cycle.
                 reference = self._holdings = holdings_of_this_thread()
@@ -159,10 +165,21 @@ class PooledConnection:
         """
         holdings = self._holdings()
         self._holdings = no_holdings
+        self._owner_thread = None
         if holdings is not None and self in holdings.held:
             holdings.held.remove(self)
 
+    def _wrong_thread(self) -> WrongThread:
+        return WrongThread(
+            f"this pooled connection belongs to thread {self._owner_thread} and was used in thread "
+            f"{_thread.get_ident()}; a Django connection belongs to the thread that uses it, unless "
+            "shared with inc_thread_sharing()."
+        )
+
     def _attached_connection(self) -> Any:
+        owner = self._owner_thread
+        if owner is not None and owner != _thread.get_ident():
+            raise self._wrong_thread()
         connection = self._driver_connection
         if connection is None:
             with self._reattaching:
@@ -176,6 +193,9 @@ class PooledConnection:
         return connection
 
     def cursor(self, cursorclass: Any = None) -> Any:
+        owner = self._owner_thread
+        if owner is not None and owner != _thread.get_ident():
+            raise self._wrong_thread()
         connection = self._driver_connection
         if connection is None:
             if self.settings_checked:
@@ -269,7 +289,9 @@ class PooledConnection:
         ping_after = state.options.ping_after_idle
         if ping_after is None or time.monotonic() - self._last_used < ping_after:
             return False
-        if state.control.in_transaction(connection) is not False:
+        if not connection.get_autocommit() or state.control.in_transaction(connection) is not False:
+            # A transaction, or the code's own transaction block under
+            # autocommit off before its first statement: its loss must show.
             return False
         alive = drivers.ping(connection)
         self._last_used = time.monotonic()
@@ -337,6 +359,9 @@ class PooledConnection:
                     and not in_transaction
                     # SHOW WARNINGS would list them to the next user.
                     and not state.control.warning_count(connection)
+                    # The last reply's word, for a statement sent around the
+                    # watching cursors.
+                    and not state.reply_status.value & SERVER_SESSION_STATE_CHANGED
                 )
             except Exception:  # a connection closed under us: give_back() copes
                 parkable = False

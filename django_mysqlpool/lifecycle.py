@@ -61,6 +61,7 @@ import time
 from typing import Any
 
 from . import cursors, drivers, ownership
+from .drivers import SERVER_SESSION_STATE_CHANGED
 from .conf import PoolOptions
 from .state import ConnectionState, attach_state, state_of, track_session_changes
 
@@ -124,14 +125,19 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
             managed.stats.closed_expired += 1
             logger.debug("closing a connection of %r past its lifetime", managed)
             record.invalidate()
-        elif state.dirty or state.options.reset_session == "always" or state.control.warning_count(connection):
-            # Warnings too: the next user's SHOW WARNINGS would list them,
-            # with the values that caused them.
+        elif (
+            state.dirty
+            or state.options.reset_session == "always"
+            # The last reply's own word, for what reached the session around
+            # the watching cursors; and its warnings (see cursors.py).
+            or state.reply_status.value & SERVER_SESSION_STATE_CHANGED
+            or state.control.warning_count(connection)
+        ):
             if state.close_reason is not None:
                 logger.info("closing a connection of %r: %s", managed, state.close_reason)
                 managed.stats.returns_bad += 1
                 record.invalidate()
-            elif state.control.can_reset and state.database:
+            elif state.control.can_reset and state.database and state.resettable:
                 reset_session(connection, state)
                 managed.stats.resets += 1
                 logger.debug("reset a session of %r at give-back", managed)
@@ -149,6 +155,15 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
             connection.rollback()
             managed.stats.rollbacks += 1
             intact = True
+            if state.control.warning_count(connection):
+                # The ROLLBACK's own warning (a table that could not roll
+                # back) would reach the next user's SHOW WARNINGS.
+                intact = False
+                if state.control.can_reset and state.database and state.resettable:
+                    reset_session(connection, state)
+                    managed.stats.resets += 1
+                else:
+                    record.invalidate()
         else:
             intact = True
     except BaseException as error:

@@ -27,7 +27,7 @@ class ConnectionState:
 
     __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
                  "close_reason", "reply_status", "init_command", "database", "charset", "collation",
-                 "sql_mode", "role", "session_token", "lease", "cursor_class")
+                 "sql_mode", "role", "resettable", "session_token", "lease", "cursor_class")
 
     def __init__(
         self, connection: Any, options: PoolOptions, params: dict[str, Any], recycle: float = -1,
@@ -69,6 +69,10 @@ class ConnectionState:
         self.charset = params.get("charset") or (character_set_name() if character_set_name else None)
         self.collation = params.get("collation")
         self.sql_mode = params.get("sql_mode")
+        # An option file may hold settings the driver applied at connect
+        # (an init-command, a character set) that a reset cannot know to
+        # apply again: such sessions are closed, not reset, when dirty.
+        self.resettable = not (params.get("read_default_file") or params.get("read_default_group"))
         # The role a new session has (its user's default role), as SET ROLE
         # takes it; a reset keeps whatever role was set since. None: the
         # server has no roles, or was not asked (lifecycle.prepare asks).

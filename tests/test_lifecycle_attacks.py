@@ -189,3 +189,94 @@ def test_a_statement_interrupted_before_its_reply_never_leaves_the_next_user_out
         close_old_connections()
     assert _run("SELECT 424242") == ((424242,),)
     connections["default"].close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_handle_kept_and_used_in_another_thread_never_reaches_the_owners_next_request():
+    from django_mysqlpool.errors import WrongThread
+
+    connection_id()
+    kept = connections["default"].connection
+    close_old_connections()
+    _run("SET @victim_token = 'req2-secret'")  # the owner's next request, same connection
+    seen = []
+
+    def elsewhere():
+        try:
+            with kept.cursor() as cursor:
+                cursor.execute("SELECT @victim_token")
+                seen.append(cursor.fetchone())
+        except Exception as error:  # reported below
+            seen.append(error)
+
+    thread = threading.Thread(target=elsewhere, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(seen) == 1 and isinstance(seen[0], WrongThread), seen
+    connections["default"].close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_warnings_left_behind_by_a_later_tableless_statement_still_never_reach_the_next_user():
+    from django.db import transaction
+
+    _stock("DROP TABLE IF EXISTS warned", "CREATE TABLE warned (id INT PRIMARY KEY, v DECIMAL(10,2))",
+           "INSERT INTO warned VALUES (1, 1.5)")
+    try:
+        with transaction.atomic():
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SELECT id FROM warned WHERE v = %s", ["card-4111111111111111"])
+                cursor.execute("SHOW COUNT(*) WARNINGS")
+                assert cursor.fetchone() == (1,)  # the statement above left one
+                cursor.execute("SELECT 1")  # touches no table: the warning stays
+        close_old_connections()
+        assert _run("SHOW WARNINGS") == ()
+    finally:
+        connections["default"].close()
+        _stock("DROP TABLE IF EXISTS warned")
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_manual_transaction_whose_connection_was_lost_fails_instead_of_autocommitting(monkeypatch):
+    import time
+
+    from django.db import DatabaseError, transaction
+
+    from tests.helpers import admin_connection
+
+    _stock("DROP TABLE IF EXISTS manual", "CREATE TABLE manual (id INT PRIMARY KEY) ENGINE=InnoDB")
+    try:
+        with override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "ping_after_idle": 0.1}):
+            killed = connection_id()
+            transaction.set_autocommit(False)
+            try:
+                with admin_connection() as admin:
+                    admin.cursor().execute(f"KILL {killed}")
+                time.sleep(0.3)
+                with pytest.raises(DatabaseError):
+                    _run("INSERT INTO manual VALUES (1)")
+            finally:
+                connections["default"].close()  # the lost one: discarded
+                transaction.set_autocommit(True)
+                connections["default"].close()
+        assert _stock("SELECT COUNT(*) FROM manual") == ((0,),)
+    finally:
+        _stock("DROP TABLE IF EXISTS manual")
+
+
+def test_an_option_files_settings_survive_a_dirty_session(tmp_path):
+    option_file = tmp_path / "my.cnf"
+    option_file.write_text("[client]\ninit-command=SET SESSION time_zone='+03:00'\n")
+    wrapper = connections["default"]
+    wrapper.close()
+    wrapper.settings_dict["OPTIONS"] = {"read_default_file": str(option_file)}
+    try:
+        with override_settings(MYSQLPOOL_ARGUMENTS=SINGLE):
+            assert _run("SELECT @@SESSION.time_zone") == (("+03:00",),)
+            _run("SET @dirty = 1")
+            wrapper.close()  # closed, not reset: a reset would not know the file's init-command
+            assert _run("SELECT @@SESSION.time_zone, @dirty") == (("+03:00", None),)
+    finally:
+        wrapper.close()
+        wrapper.settings_dict["OPTIONS"] = {}
