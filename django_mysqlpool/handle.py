@@ -16,7 +16,7 @@ from collections import deque
 from typing import Any, Callable
 
 from . import cursors, drivers, lifecycle, ownership
-from .drivers import SERVER_SESSION_STATE_CHANGED, SERVER_STATUS_IN_TRANS
+from .drivers import SERVER_STATUS_IN_TRANS
 from .errors import WrongThread, driver_interface_error, given_back
 from .queue_pool import ParkingSpot
 from .state import STATE_ATTRIBUTE, ConnectionState, must_close, state_of
@@ -357,11 +357,8 @@ class PooledConnection:
                     and autocommit
                     and connection.get_autocommit()
                     and not in_transaction
-                    # SHOW WARNINGS would list them to the next user.
-                    and not state.control.warning_count(connection)
-                    # The last reply's word, for a statement sent around the
-                    # watching cursors.
-                    and not state.reply_status.value & SERVER_SESSION_STATE_CHANGED
+                    # (Warnings: the watching cursors mark a session dirty
+                    # at the statement that left them.)
                 )
             except Exception:  # a connection closed under us: give_back() copes
                 parkable = False

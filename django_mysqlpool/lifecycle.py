@@ -61,7 +61,6 @@ import time
 from typing import Any
 
 from . import cursors, drivers, ownership
-from .drivers import SERVER_SESSION_STATE_CHANGED
 from .conf import PoolOptions
 from .state import ConnectionState, attach_state, state_of, track_session_changes
 
@@ -128,9 +127,10 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
         elif (
             state.dirty
             or state.options.reset_session == "always"
-            # The last reply's own word, for what reached the session around
-            # the watching cursors; and its warnings (see cursors.py).
-            or state.reply_status.value & SERVER_SESSION_STATE_CHANGED
+            # The last reply's warnings (the watching cursors see those of
+            # their own statements). Not its state-change flag: the driver's
+            # own autocommit() (Django's atomic()) sets it at every
+            # transaction, and would make each such request pay a reset.
             or state.control.warning_count(connection)
         ):
             if state.close_reason is not None:
