@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ._version import __version__
@@ -10,6 +11,11 @@ from .forks import close_pool
 from .registry import get_stats as _get_stats
 
 __all__ = ["__version__", "auto_close_db", "close_pool", "get_stats", "pop_stats"]
+
+# A library's logger: silent until the application's logging configuration
+# says where its records go (Python's last-resort handler would print
+# warnings to stderr of every program that has none).
+logging.getLogger("django_mysqlpool").addHandler(logging.NullHandler())
 
 
 def get_stats(alias: str | None = None) -> dict[str, dict[str, Any]]:

@@ -280,3 +280,29 @@ def test_an_option_files_settings_survive_a_dirty_session(tmp_path):
     finally:
         wrapper.close()
         wrapper.settings_dict["OPTIONS"] = {}
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
+def test_a_connect_from_another_thread_is_refused_and_leaves_the_owner_working():
+    from django.db import DatabaseError
+
+    connection_id()
+    connections["default"].close()  # Django's server facts cached: its setup needs no cursor now
+    errors = []
+    wrapper = connections["default"]  # the main thread's
+
+    def on_the_owners_wrapper():
+        try:
+            wrapper.ensure_connection()
+        except Exception as error:  # reported below
+            errors.append(error)
+        finally:
+            connections["default"].close()
+
+    thread = threading.Thread(target=on_the_owners_wrapper, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DatabaseError), errors
+    assert connection_id() == connection_id()  # the owner works, on its one connection
+    connections["default"].close()

@@ -100,6 +100,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     @async_unsafe
     def get_new_connection(self, conn_params):
+        # The handle belongs to the thread that checks it out: only the
+        # wrapper's own thread may (Django's check would otherwise come
+        # only with the setup's first cursor, which a pooled session skips).
+        self.validate_thread_sharing()
         handle = PooledConnection(_reattach_through(self))
         record, connection, managed = self._checkout(conn_params)
         handle.attach(record, connection, managed, tie_to_thread=not self.allow_thread_sharing)
