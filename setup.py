@@ -21,7 +21,8 @@ setup(
     install_requires=[
         "Django>=5.2,<6.2",
         "SQLAlchemy>=2.0,<2.2",
-        "mysqlclient>=2.2",
+        # 2.2.1: Django 6 reads MySQLdb.__version__, which 2.2.0 lacks.
+        "mysqlclient>=2.2.1",
     ],
     extras_require={
         "otel": ["opentelemetry-api>=1.20"],
@@ -46,7 +47,16 @@ setup(
         "Framework :: Django",
         "Framework :: Django :: 5.2",
         "Framework :: Django :: 6.0",
+        "Framework :: Django :: 6.1",
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: MIT License",
+        "Operating System :: POSIX",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: Database",
     ],
 )

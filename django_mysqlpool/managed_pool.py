@@ -202,6 +202,10 @@ class ManagedPool:
             )
         return len(overdue)
 
+    def status(self) -> str:
+        """One line on the pool's size, idle connections, overflow and checkouts (SQLAlchemy's)."""
+        return str(self.pool.status())
+
     def count_unusable(self, connection: Any, now: float) -> None:
         """Count an idle connection found unusable at checkout: expired, or dead."""
         if now >= state_of(connection).expires_at:

@@ -262,3 +262,10 @@ def test_debug_logs_never_show_the_password(caplog):
     close_pool()
     assert "django_mysqlpool" in caplog.text
     assert "other-secret-pw" not in caplog.text
+
+
+def test_the_alias_pool_has_sqlalchemys_status_line():
+    connection_id()
+    status = connections["default"].pool.status()
+    assert "Pool size: 5" in status and "Current Checked out connections: 1" in status
+    connections["default"].close()
