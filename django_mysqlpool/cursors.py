@@ -61,6 +61,28 @@ def _reads_unbuffered(cursor_class: Any) -> bool:
     return pymysql_cursors is not None and issubclass(cursor_class, pymysql_cursors.SSCursor)
 
 
+def run(cursor: Any, state: Any, method: Any, query: Any, args: Any) -> Any:
+    """Run the driver's execute or executemany, then note what its reply says of the session."""
+    try:
+        result = method(cursor, query, args)
+    except Exception:
+        # An error reply carries no flags: a trigger or a function may have
+        # changed the session before the statement failed.
+        state.dirty = True
+        raise
+    except BaseException:
+        interrupted(cursor)
+        raise
+    # The server's word, where it gives it: what the text does not show (a
+    # stored function or a trigger that sets a variable). And warnings,
+    # which outlive later statements that touch no table: the next user's
+    # SHOW WARNINGS would list them, with the values that caused them
+    # (MySQLdb's cursor keeps the count of the reply).
+    if state.reply_status.value & SERVER_SESSION_STATE_CHANGED or cursor.warning_count:
+        state.dirty = True
+    return result
+
+
 def interrupted(cursor: Any) -> None:
     """A statement was interrupted (KeyboardInterrupt, a timeout raised by a signal handler).
 
@@ -108,39 +130,11 @@ def lean_watching(cursor_class: Any) -> type:
             plain = False
         if not plain:
             watch(self, query)
-        try:
-            result = cursor_class.execute(self, query, args)
-        except Exception:
-            # An error reply carries no flags: a trigger or a function may
-            # have changed the session before the statement failed.
-            state.dirty = True
-            raise
-        except BaseException:
-            interrupted(self)
-            raise
-        # The server's word, where it gives it: what the text does not show
-        # (a stored function or a trigger that sets a variable). And
-        # warnings, which outlive later statements that touch no table: the
-        # next user's SHOW WARNINGS would list them, with the values that
-        # caused them (MySQLdb's cursor keeps the count of the reply).
-        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED or self.warning_count:
-            state.dirty = True
-        return result
+        return run(self, state, cursor_class.execute, query, args)
 
     def executemany(self, query, args):
         watch(self, query)
-        state = self._mysqlpool_db._django_mysqlpool_state
-        try:
-            result = cursor_class.executemany(self, query, args)
-        except Exception:
-            state.dirty = True
-            raise
-        except BaseException:
-            interrupted(self)
-            raise
-        if state.reply_status.value & SERVER_SESSION_STATE_CHANGED or self.warning_count:
-            state.dirty = True
-        return result
+        return run(self, self._mysqlpool_db._django_mysqlpool_state, cursor_class.executemany, query, args)
 
     def callproc(self, procname, args=()):
         watch(self, None)

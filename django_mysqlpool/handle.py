@@ -140,10 +140,8 @@ class PooledConnection:
         self.detached = False
         self._managed = managed
         self._last_used = time.monotonic()
-        if managed.leak_threshold is not None:
-            managed.note_checkout(self)
-        if managed.telemetry is not None:
-            self._checked_out_at = self._last_used
+        if managed.leak_threshold is not None or managed.telemetry is not None:
+            self._note_checkout(managed, self._last_used, parked=False)
         if tie_to_thread:
             self._owner_thread = _thread.get_ident()
             if self._holdings() is None:
@@ -327,10 +325,8 @@ class PooledConnection:
             self.detached = True
             state = connection._django_mysqlpool_state
             managed = self._managed
-            if managed.leak_threshold is not None:
-                managed.note_give_back(self)
-            if managed.telemetry is not None:
-                managed.telemetry.record_use(time.monotonic() - self._checked_out_at)
+            if managed.leak_threshold is not None or managed.telemetry is not None:
+                self._note_give_back()
             if now is None:
                 now = time.monotonic()
             try:
@@ -427,11 +423,8 @@ class PooledConnection:
                     lifecycle.close_and_free(record)
                 return None
         managed.stats.parked_reclaims += 1
-        if managed.leak_threshold is not None:
-            managed.note_checkout(self)
-        if managed.telemetry is not None:
-            managed.telemetry.record_wait(0.0)  # no wait: it was parked with this handle
-            self._checked_out_at = now
+        if managed.leak_threshold is not None or managed.telemetry is not None:
+            self._note_checkout(managed, now, parked=True)
         state.lease += 1
         self._released_state = None
         self._driver_connection = connection
@@ -467,11 +460,23 @@ class PooledConnection:
             self._managed.stats.returns_bad += 1
             lifecycle.close_and_free(record)
 
+    def _note_checkout(self, managed: Any, now: float, parked: bool) -> None:
+        # For leak detection and OpenTelemetry, when the pool has either on
+        # (callers test that first: off, neither costs a call).
+        if managed.leak_threshold is not None:
+            managed.note_checkout(self)
+        if managed.telemetry is not None:
+            if parked:
+                managed.telemetry.record_wait(0.0)  # no wait: it was parked with this handle
+            self._checked_out_at = now
+
     def _note_give_back(self) -> None:
         managed = self._managed
-        if managed is not None and managed.leak_threshold is not None:
+        if managed is None:
+            return
+        if managed.leak_threshold is not None:
             managed.note_give_back(self)
-        if managed is not None and managed.telemetry is not None:
+        if managed.telemetry is not None:
             managed.telemetry.record_use(time.monotonic() - self._checked_out_at)
 
     def orphan(self) -> None:

@@ -53,3 +53,22 @@ def run_threads(target, count, timeout=60.0):
     for thread in threads:
         thread.join(timeout)
     assert not any(thread.is_alive() for thread in threads), "threads still running"
+
+
+def checkout_in_another_thread(timeout=10.0) -> list:
+    """One checkout on 'default' in a thread of its own (joined within timeout): what it raised, if anything."""
+    raised = []
+
+    def checkout():
+        try:
+            connection_id()
+        except Exception as error:  # reported to the caller
+            raised.append(error)
+        finally:
+            connections["default"].close()
+
+    thread = threading.Thread(target=checkout, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the other thread's checkout did not end"
+    return raised

@@ -1,6 +1,5 @@
 """get_stats() and pop_stats(): what each counter and gauge says, against the real server."""
 
-import threading
 import time
 
 import pytest
@@ -9,7 +8,7 @@ from django.test import override_settings
 
 from django_mysqlpool import get_stats, pop_stats
 from django_mysqlpool.errors import PoolTimeout
-from tests.helpers import admin_connection, connection_id
+from tests.helpers import admin_connection, checkout_in_another_thread, connection_id
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 0.3}
 
@@ -66,20 +65,8 @@ def test_a_dead_idle_connection_counts_as_lost_and_a_change_no_reset_undoes_as_b
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_a_checkout_that_waits_and_one_that_times_out_are_counted():
     connection_id()  # held by this thread
-    failures = []
-
-    def wait_in_vain():
-        try:
-            connection_id()
-        except PoolTimeout as error:
-            failures.append(error)
-        finally:
-            connections["default"].close()
-
-    thread = threading.Thread(target=wait_in_vain, daemon=True)
-    thread.start()
-    thread.join(10)
-    assert not thread.is_alive() and len(failures) == 1
+    (failure,) = checkout_in_another_thread()
+    assert isinstance(failure, PoolTimeout)
     stats = pop_stats("default")["default"]
     assert stats["requests_queued"] == 1 and stats["requests_errors"] == 1
     assert 250 <= stats["requests_wait_ms"] < 2000  # timeout 0.3 s

@@ -1,14 +1,12 @@
 """OpenTelemetry metrics, read with the SDK's in-memory reader, against the real server."""
 
-import threading
-
 import pytest
 from django.db import close_old_connections, connections
 from django.test import override_settings
 
 from django_mysqlpool import telemetry
 from django_mysqlpool.errors import PoolTimeout
-from tests.helpers import connection_id
+from tests.helpers import checkout_in_another_thread, connection_id
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 0.2}
 
@@ -45,20 +43,8 @@ def test_the_semantic_conventions_pool_metrics_with_their_names_units_and_attrib
         connection_id()
         close_old_connections()  # parked: a wait of 0 and a use time each
     connection_id()  # held here: the next checkout times out
-    failures = []
-
-    def starved():
-        try:
-            connection_id()
-        except PoolTimeout as error:
-            failures.append(error)
-        finally:
-            connections["default"].close()
-
-    thread = threading.Thread(target=starved, daemon=True)
-    thread.start()
-    thread.join(10)
-    assert not thread.is_alive() and len(failures) == 1
+    (failure,) = checkout_in_another_thread()
+    assert isinstance(failure, PoolTimeout)
     found = _metrics(reader)
     connections["default"].close()
     pool = {"db.client.connection.pool.name": "default"}
