@@ -181,11 +181,18 @@ class PrivateServer:
                 )
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                # The unix socket too, which _grant_root_over_tcp() uses: the
+                # server may listen on TCP a moment before it binds it, and a
+                # restart after a crash finds the old socket file refusing.
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                    unix.settimeout(1)
+                    unix.connect(self.socket)
                 return
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"MariaDB did not listen on port {self.port} within {START_TIMEOUT} s:\n"
+                        f"MariaDB did not listen on port {self.port} and {self.socket} within "
+                        f"{START_TIMEOUT} s:\n"
                         f"{self.error_log()}"
                     ) from None
                 time.sleep(0.05)
