@@ -46,6 +46,7 @@ ENGINE_STYLE_NAMES = {
 NUMERIC_ARGUMENTS = ("pool_size", "max_overflow", "timeout", "recycle")
 ROLLBACK_RESETS = (True, "rollback")
 RESET_SESSION_CHOICES = ("auto", "always")
+HOST_POLICIES = ("failover", "round_robin")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,15 @@ class PoolOptions:
     leak_detection: seconds; a connection checked out longer than this is
         logged once at WARNING, with the stack that checked it out, and once
         at INFO when it is given back. None: off (no stack is captured).
+    host_policy: with several servers in HOST ("db1:3306,db2:3306"), which
+        node a new connection goes to: "failover" (the first node that is
+        up, in HOST's order) or "round_robin" (the node with the fewest of
+        the pool's connections). See cluster.py.
+    host_retry_after: seconds a node that failed stays out of use before
+        the idle sweeper probes it again.
+    wsrep_sync_wait: if set, SET SESSION wsrep_sync_wait to it on every
+        connection (Galera: 1 makes a read wait until the node has applied
+        every write committed before it, on any node). None: the server's.
     reset_session: "auto" rolls back an open transaction and fully resets a
         session only when its statements may have changed session state;
         "always" fully resets every session on give-back (one round trip).
@@ -80,6 +90,9 @@ class PoolOptions:
     reset_session: str = "auto"
     leak_detection: float | None = None
     max_waiting: int | None = None
+    host_policy: str = "failover"
+    host_retry_after: float = 5.0
+    wsrep_sync_wait: int | None = None
 
 
 OWN_ARGUMENTS = tuple(f.name for f in fields(PoolOptions))
@@ -171,6 +184,24 @@ def split_arguments(
         raise ImproperlyConfigured(
             f"{where}: 'reset_session' must be one of {', '.join(map(repr, RESET_SESSION_CHOICES))}, "
             f"not {own['reset_session']!r}."
+        )
+    if own.get("host_policy", "failover") not in HOST_POLICIES:
+        raise ImproperlyConfigured(
+            f"{where}: 'host_policy' must be one of {', '.join(map(repr, HOST_POLICIES))}, "
+            f"not {own['host_policy']!r}."
+        )
+    retry_after = own.get("host_retry_after", 5.0)
+    if isinstance(retry_after, bool) or not isinstance(retry_after, numbers.Real) or retry_after <= 0:
+        raise ImproperlyConfigured(
+            f"{where}: 'host_retry_after' must be a number of seconds above 0, not {retry_after!r}."
+        )
+    sync_wait = own.get("wsrep_sync_wait")
+    if sync_wait is not None and (
+        isinstance(sync_wait, bool) or not isinstance(sync_wait, int) or not 0 <= sync_wait <= 15
+    ):
+        raise ImproperlyConfigured(
+            f"{where}: 'wsrep_sync_wait' must be a whole number from 0 to 15 (a bit mask; 1: reads "
+            f"wait for writes committed on other nodes) or None, not {sync_wait!r}."
         )
     rest = {name: value for name, value in arguments.items() if name not in own}
     validate(pool_cls, rest, alias)

@@ -65,10 +65,12 @@ def run(cursor: Any, state: Any, method: Any, query: Any, args: Any) -> Any:
     """Run the driver's execute or executemany, then note what its reply says of the session."""
     try:
         result = method(cursor, query, args)
-    except Exception:
+    except Exception as error:
         # An error reply carries no flags: a trigger or a function may have
         # changed the session before the statement failed.
         state.dirty = True
+        if state.node is not None:  # several servers: was it the node's fault?
+            state.cluster.failed(state.node, error)
         raise
     except BaseException:
         interrupted(cursor)

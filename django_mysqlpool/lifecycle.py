@@ -74,6 +74,8 @@ def prepare(connection: Any, options: PoolOptions, params: dict[str, Any], recyc
     track_session_changes(connection, state)
     if state.control.can_reset:
         state.role = _role_of_a_new_session(connection)
+    if state.sync_wait is not None:
+        _set_sync_wait(connection, state.sync_wait)
     state.cursor_class = cursors.lean_watching(connection.cursorclass)
     connection.cursorclass = cursors.watching(connection.cursorclass)
     return connection
@@ -174,6 +176,12 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
         if not isinstance(error, Exception):
             record.checkin(_fairy_was_created=False)
             raise
+    node = state.node
+    if node is not None and record.dbapi_connection is not None and state.cluster.should_leave(node):
+        # Its node is down, or traffic is moving to a better one
+        # (cluster.py): the next checkout opens a connection there.
+        record.invalidate()
+        intact = False
     state.returned_at = time.monotonic()
     managed.return_record(record)
     managed.retire_idle()
@@ -197,6 +205,14 @@ def _role_of_a_new_session(connection: Any) -> str | None:
     if role.startswith("`"):  # MySQL 8 names its roles quoted already: `r`@`%`
         return role
     return "`" + role.replace("`", "``") + "`"  # MariaDB: the bare name
+
+
+def _set_sync_wait(connection: Any, value: int) -> None:
+    cursor = connection.cursor()
+    try:
+        cursor.execute(f"SET SESSION wsrep_sync_wait = {int(value)}")
+    finally:
+        cursor.close()
 
 
 def close_and_free(record: Any) -> None:
@@ -226,6 +242,8 @@ def reset_session(connection: Any, state: ConnectionState) -> None:
     if state.reply_status is state.control.live_status:  # the reset turned tracking off
         track_session_changes(connection, state)
     state.session_token = None  # Django's session setup must run again
+    if state.sync_wait is not None:
+        _set_sync_wait(connection, state.sync_wait)
     if state.init_command:
         cursor = connection.cursor()
         try:

@@ -18,7 +18,7 @@ from . import lifecycle, ownership
 from .conf import PoolOptions
 from .errors import PoolTimeout, TooManyRequests
 from .queue_pool import BurstKeepingQueuePool, QueueFull
-from .state import state_of
+from .state import STATE_ATTRIBUTE, state_of
 from .stats import PoolStats
 
 logger = logging.getLogger("django_mysqlpool")
@@ -40,7 +40,12 @@ class DriverDialect(_ConnDialect):
     def do_close(self, dbapi_connection: Any) -> None:
         if ownership.owned_here(dbapi_connection):
             ownership.release(dbapi_connection)
-            dbapi_connection.close()
+            try:
+                dbapi_connection.close()
+            finally:
+                state = getattr(dbapi_connection, STATE_ATTRIBUTE, None)
+                if state is not None and state.node is not None:
+                    state.cluster.closed(state.node)
 
     do_terminate = do_close
 
@@ -58,7 +63,7 @@ class ManagedPool:
 
     def __init__(
         self, pool: Pool, alias: str, conn_params: dict[str, Any], options: PoolOptions,
-        stats: PoolStats | None = None,
+        stats: PoolStats | None = None, cluster: Any = None,
     ) -> None:
         # Any: the methods used beyond Pool's are BurstKeepingQueuePool's,
         # each behind an isinstance() test.
@@ -76,9 +81,15 @@ class ManagedPool:
         self._next_idle_sweep = time.monotonic()
         self.database = conn_params.get("database") or conn_params.get("db")
         self.user = conn_params.get("user")
-        self.server = conn_params.get("unix_socket") or "{}:{}".format(
-            conn_params.get("host", "localhost"), conn_params.get("port", 3306)
-        )
+        # With several servers in HOST, their cluster.Cluster; None with one.
+        self.cluster = cluster
+        if cluster is not None:
+            self.server = cluster.servers()
+            cluster.discard_idle = self.discard_idle_of
+        else:
+            self.server = conn_params.get("unix_socket") or "{}:{}".format(
+                conn_params.get("host", "localhost"), conn_params.get("port", 3306)
+            )
         self.disposed = False
         # Put a checked-out record back in the pool (an attribute, not a
         # method: it runs at every give-back).
@@ -88,6 +99,9 @@ class ManagedPool:
         # from dispose() on, so that no connection parks in it.
         self.parking = (
             isinstance(pool, BurstKeepingQueuePool) and pool.can_park and options.reset_session != "always"
+            # With several servers, every connection goes through give_back(),
+            # which moves it off a node that is down or no longer preferred.
+            and cluster is None
         )
         self.pre_ping = pool._pre_ping
         # Leak detection (options.leak_detection seconds; None: off, and
@@ -122,6 +136,7 @@ class ManagedPool:
         pool = self.pool
         pre_ping = self.pre_ping
         telemetry = self.telemetry
+        cluster = self.cluster
         if telemetry is not None:
             started = time.monotonic()
         for _ in range(MAX_REPLACEMENTS):
@@ -151,7 +166,11 @@ class ManagedPool:
                 raise OperationalError(*_connect_failure_args(alias, self, error.args)) from error
             now = time.monotonic()
             try:
-                if lifecycle.usable_at_checkout(connection, now, pre_ping):
+                if lifecycle.usable_at_checkout(connection, now, pre_ping) and (
+                    # An idle connection to a node marked down since it was
+                    # given back (a race with discard_idle_of()).
+                    cluster is None or not state_of(connection).node.down_until
+                ):
                     self.stats.checkouts += 1
                     if telemetry is not None:
                         telemetry.record_wait(now - started)
@@ -203,7 +222,12 @@ class ManagedPool:
         return len(overdue)
 
     def status(self) -> str:
-        """One line on the pool's size, idle connections, overflow and checkouts (SQLAlchemy's)."""
+        """One line on the pool's size, idle connections, overflow and checkouts (SQLAlchemy's).
+
+        With several servers, each node's state follows.
+        """
+        if self.cluster is not None:
+            return f"{self.pool.status()} Nodes: {self.cluster.describe()}"
         return str(self.pool.status())
 
     def count_unusable(self, connection: Any, now: float) -> None:
@@ -262,6 +286,20 @@ class ManagedPool:
         self.stats.closed_idle += retired
         if retired:
             logger.debug("retired %d idle connection(s) from %r", retired, self)
+
+    def discard_idle_of(self, node: Any) -> int:
+        """Close the idle connections to one node of a cluster (it went down)."""
+        if not isinstance(self.pool, BurstKeepingQueuePool):
+            return 0
+
+        def to_node(record: Any) -> bool:
+            connection = record.dbapi_connection
+            return connection is not None and state_of(connection).node is node
+
+        closed = self.pool.close_idle_where(to_node)
+        if closed:
+            logger.info("closed %d idle connection(s) of %r to node %s", closed, self, node.label)
+        return closed
 
     def unpark_all(self) -> None:
         """Make every parked connection idle, so that its handle checks out afresh."""

@@ -324,6 +324,15 @@ class BurstKeepingQueuePool(QueuePool):
         self._close_all(taken)
         return len(taken)
 
+    def close_idle_where(self, matches: Callable[[ConnectionPoolEntry], bool]) -> int:
+        """Close every idle record matches() accepts, wherever it is in the queue; returns how many."""
+        with self._lock:
+            taken = [record for record in self._idle if matches(record)]
+            for record in taken:
+                self._idle.remove(record)
+        self._close_all(taken)
+        return len(taken)
+
     def size(self) -> int:
         return self._core_size
 

@@ -18,9 +18,11 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from sqlalchemy.pool import Pool, QueuePool
 
+from . import cluster as clusters
 from . import conf, lifecycle, ownership, telemetry
 from .managed_pool import DriverDialect, ManagedPool
 from .queue_pool import BurstKeepingQueuePool
+from .state import state_of
 from .stats import PoolStats
 
 logger = logging.getLogger("django_mysqlpool")
@@ -96,6 +98,8 @@ class _IdleSweeper(threading.Thread):
                 try:
                     managed.retire_idle()
                     managed.report_leaks()
+                    if managed.cluster is not None:
+                        managed.cluster.probe_due()
                 except Exception:  # never let the sweeper die
                     logger.exception("retiring idle connections of %r failed", managed)
 
@@ -126,13 +130,23 @@ def pool_for_connection(
             stats = PoolStats()
             name = _new_name(alias, conn_params)
             metrics = telemetry.for_pool(name, pool_names) if conf.telemetry_enabled() else None
+            cluster = _cluster(alias, params, options, connect)
 
             def open_connection():
                 started = time.monotonic()
+                node = None
                 try:
-                    connection = ownership.adopt(connect(params))
+                    if cluster is None:
+                        connection = ownership.adopt(connect(params))
+                    else:
+                        connection, node = cluster.connect(params, lambda at: ownership.adopt(connect(at)))
                     prepared = lifecycle.prepare(connection, options, params, recycle)
+                    if node is not None:
+                        state = state_of(prepared)
+                        state.node, state.cluster = node, cluster
                 except BaseException as error:
+                    if cluster is not None and node is not None:
+                        cluster.closed(node)
                     stats.connections_errors += 1
                     logger.warning("could not open a connection for pool %r: %s", name, error)
                     raise
@@ -145,13 +159,40 @@ def pool_for_connection(
                 return prepared
 
             pool = _create_pool(alias, pool_cls, arguments, open_connection)
-            managed = ManagedPool(pool, alias, conn_params, options, stats)
+            managed = ManagedPool(pool, alias, conn_params, options, stats, cluster)
             managed.name = name
             managed.telemetry = metrics
             _pools[key] = managed
             logger.debug("created %r", managed)
             _IdleSweeper.ensure_running()
     return managed
+
+
+def _cluster(alias: str, params: dict[str, Any], options: conf.PoolOptions,
+             connect: Callable[[dict[str, Any]], Any]) -> clusters.Cluster | None:
+    """The cluster of nodes HOST names, or None if it names one server."""
+    try:
+        servers = clusters.parse_hosts(params.get("host"), params.get("port"))
+    except ValueError as error:
+        raise ImproperlyConfigured(
+            f"DATABASES[{alias!r}]['HOST'] names several servers, but {error}: write "
+            "'db1:3306,db2:3306,db3:3306'."
+        ) from None
+    if servers is None:
+        return None
+    cluster = clusters.Cluster(alias, servers, options.host_policy, options.host_retry_after)
+    # A probe must not hang the idle sweeper on a host that vanished: the
+    # connect timeout of OPTIONS, or a few seconds.
+    probe_params = {**params, "connect_timeout": params.get("connect_timeout") or PROBE_CONNECT_TIMEOUT}
+
+    def probe(node: clusters.Node) -> Any:
+        return connect({**probe_params, "host": node.host, "port": node.port})
+
+    cluster.probe_connection = probe
+    return cluster
+
+
+PROBE_CONNECT_TIMEOUT = 5  # seconds
 
 
 def pool_for(alias: str, conn_params: dict[str, Any], per_alias_arguments: Any) -> ManagedPool | None:

@@ -27,7 +27,8 @@ class ConnectionState:
 
     __slots__ = ("options", "expires_at", "returned_at", "poller", "control", "dirty",
                  "close_reason", "reply_status", "init_command", "database", "charset", "collation",
-                 "sql_mode", "role", "resettable", "session_token", "lease", "cursor_class")
+                 "sql_mode", "role", "resettable", "session_token", "lease", "cursor_class", "node", "cluster",
+                 "sync_wait")
 
     def __init__(
         self, connection: Any, options: PoolOptions, params: dict[str, Any], recycle: float = -1,
@@ -85,6 +86,13 @@ class ConnectionState:
         # The watching cursor class PooledConnection.cursor() makes (set by
         # lifecycle.prepare()).
         self.cursor_class: Any = None
+        # With several servers in HOST: the cluster.Node this connection
+        # went to, and its cluster.Cluster (set by the registry). None with
+        # one server.
+        self.node: Any = None
+        self.cluster: Any = None
+        # SET SESSION wsrep_sync_wait at connect and after every reset.
+        self.sync_wait = options.wsrep_sync_wait
 
 
 def state_of(connection: Any) -> ConnectionState:

@@ -16,6 +16,10 @@ if [ -z "${MYSQL_HOST:-}" ]; then
   [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null || missing+=(mariadb-server)
   command -v mariadb-dump >/dev/null || missing+=(mariadb-client)
   [ -d /usr/share/zoneinfo/Europe ] || missing+=(tzdata)
+  # The clustering tests start a 3-node Galera cluster (tests/cluster.py),
+  # whose nodes copy state with rsync.
+  [ -e /usr/lib/galera/libgalera_smm.so ] || missing+=(galera-4)
+  command -v rsync >/dev/null || missing+=(rsync)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2

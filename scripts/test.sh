@@ -9,4 +9,6 @@ bash scripts/setup.sh
 .venv/bin/lint-imports --no-cache
 # Its types, with django-stubs (mypy.ini).
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -n 2 tests "$@"
+# Tests that share one costly fixture (a Galera cluster, a fault campaign) carry an
+# xdist_group mark: each group runs on one worker, so the fixture is made once.
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"

@@ -97,7 +97,7 @@ def _binary(name: str) -> str:
 class PrivateServer:
     """A MariaDB server of our own: start(), stop(), kill(), start() again."""
 
-    def __init__(self, **server_options: str) -> None:
+    def __init__(self, bootstrap: bool = True, **server_options: str) -> None:
         self.directory = tempfile.mkdtemp(prefix="mysqlpool-mariadb-")
         self.datadir = os.path.join(self.directory, "data")
         self.socket = os.path.join(self.directory, "mysqld.sock")
@@ -106,7 +106,8 @@ class PrivateServer:
         self.address = ServerAddress("127.0.0.1", self.port, "root", "")
         self._process: subprocess.Popen | None = None
         self._owner = os.getpid()
-        self._bootstrap()
+        if bootstrap:  # a Galera node that joins gets its data from a donor instead
+            self._bootstrap()
         _servers.add(self)
 
     def _bootstrap(self) -> None:
@@ -152,13 +153,13 @@ class PrivateServer:
             command.append("--user=root")
         return command
 
-    def start(self) -> "PrivateServer":
+    def start(self, *extra_arguments: str) -> "PrivateServer":
         # A plain child process, killed only through its pid. (mirakuru, used
         # before, kills at every interpreter exit each process whose marker
         # contains the exiting pid as a substring, and its markers hold random
         # digits: any Python process exiting could take this server down.)
         self._process = subprocess.Popen(
-            self._command(),
+            self._command() + list(extra_arguments),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

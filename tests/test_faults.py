@@ -10,6 +10,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOUND = 3 + 2  # the campaign's pool_size + max_overflow
 
+pytestmark = pytest.mark.xdist_group("faults")  # one campaign, on one worker
+
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
