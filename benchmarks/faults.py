@@ -15,9 +15,11 @@ names the three nodes:
 - round_robin_kill: as failover_kill, through an alias with
   host_policy="round_robin".
 
-Their rows add which nodes served before the fault, after it, and at the
-end (after the killed nodes rejoined), and return ms: from the end of the
-fault to the first request served by a node that had been down.
+Their rows add which nodes served before the fault, after it (until the
+nodes it took down are started again), and at the end (after they
+rejoined), and return ms: from the moment they were seen ready (polled
+every 0.2 s) to the first request served by one of them (negative when
+traffic returned before that poll saw it).
 
 Each scenario gets a private MariaDB of its own (never a shared server),
 three threads of steady traffic through Django on the pooled engine, then
@@ -239,38 +241,42 @@ SCENARIOS = {
 
 
 # The cluster scenarios: each gets the running cluster with every node up,
-# and leaves it so. Each returns (when the fault ended, when the nodes it
-# took down were all back and ready).
+# and leaves it so. Each returns when the fault ended, when the nodes it
+# took down were started again, and when they were all back and ready
+# (seen by a poll every 0.2 s: traffic may return a moment before).
 
-def fault_failover_kill(cluster, traffic: Traffic) -> tuple[float, float]:
+def fault_failover_kill(cluster, traffic: Traffic) -> tuple[float, float, float]:
     cluster.kill(1)  # the node failover uses
     cluster.nodes[1].wait_until(ready=True, cluster_size=2, timeout=60)
     evicted = time.monotonic()
     time.sleep(CLUSTER_STEADY)
+    restarted = time.monotonic()
     cluster.restart(1)
-    return evicted, time.monotonic()
+    return evicted, restarted, time.monotonic()
 
 
-def fault_failover_quorum(cluster, traffic: Traffic) -> tuple[float, float]:
+def fault_failover_quorum(cluster, traffic: Traffic) -> tuple[float, float, float]:
     cluster.kill(1)
     cluster.kill(2)
     cluster.nodes[2].wait_until(ready=False, timeout=60)  # the survivor has lost quorum
     time.sleep(CLUSTER_STEADY)  # requests meanwhile must fail fast, naming every node
+    restarted = time.monotonic()
     cluster.bootstrap(3)  # what an operator does: the survivor becomes the primary component
     cluster.restart(1)
     cluster.restart(2)
     cluster.nodes[0].wait_until(ready=True, cluster_size=3, timeout=60)
     back = time.monotonic()
-    return back, back
+    return back, restarted, back
 
 
-def fault_round_robin_kill(cluster, traffic: Traffic) -> tuple[float, float]:
+def fault_round_robin_kill(cluster, traffic: Traffic) -> tuple[float, float, float]:
     cluster.kill(2)
     cluster.nodes[0].wait_until(ready=True, cluster_size=2, timeout=60)
     evicted = time.monotonic()
     time.sleep(CLUSTER_STEADY)
+    restarted = time.monotonic()
     cluster.restart(2)
-    return evicted, time.monotonic()
+    return evicted, restarted, time.monotonic()
 
 
 CLUSTER_THREADS = 4
@@ -294,7 +300,7 @@ def run_cluster_scenario(name: str, cluster) -> ScenarioResult:
     with Traffic(CLUSTER_THREADS, alias, cluster=True) as traffic:
         time.sleep(CLUSTER_STEADY)
         fault_started = time.monotonic()
-        fault_ended, nodes_back = fault(cluster, traffic)
+        fault_ended, restarted, nodes_back = fault(cluster, traffic)
         time.sleep(CLUSTER_STEADY)
         end_started = time.monotonic()
         time.sleep(CLUSTER_STEADY)
@@ -311,11 +317,12 @@ def run_cluster_scenario(name: str, cluster) -> ScenarioResult:
     def served(since: float, until: float) -> list:
         return sorted({o.node for o in outcomes if o.node and since <= o.started < until})
 
-    down_nodes = set(served(0, fault_started)) - set(served(fault_ended, nodes_back))
+    down_nodes = set(served(0, fault_started)) - set(served(fault_ended, restarted))
     result.nodes_before = served(0, fault_started)
-    result.nodes_after_fault = served(fault_ended, nodes_back)
+    # From the fault's end until the nodes it took down are started again.
+    result.nodes_after_fault = served(fault_ended, restarted)
     result.nodes_at_end = served(end_started, math.inf)
-    first_return = min((o.started for o in outcomes if o.node in down_nodes and o.started >= nodes_back),
+    first_return = min((o.started for o in outcomes if o.node in down_nodes and o.started >= restarted),
                        default=None)
     if first_return is not None:
         result.return_ms = round((first_return - nodes_back) * 1000, 1)
