@@ -29,6 +29,9 @@ from django.conf import settings
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+# The benchmark's request cycle: ensure_connection(), SELECT 1 through a
+# Django cursor, then Django's end-of-request close_if_unusable_or_obsolete().
+from benchmarks.bench import cycle_block as request_cycles  # noqa: E402
 from tests.server import ServerAddress  # noqa: E402
 
 DATABASE = "mysqlpool_demo"
@@ -64,21 +67,6 @@ def server_counters(admin) -> dict:
     cursor = admin.cursor()
     cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Connections')")
     return {name: int(value) for name, value in cursor.fetchall()}
-
-
-def request_cycles(alias: str, cycles: int) -> float:
-    """Seconds for cycles of what a request does to the database, in this thread."""
-    from django.db import connections
-
-    wrapper = connections[alias]
-    started = time.perf_counter()
-    for _ in range(cycles):
-        wrapper.ensure_connection()
-        with wrapper.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-        wrapper.close_if_unusable_or_obsolete()  # what Django runs at a request's end
-    return time.perf_counter() - started
 
 
 def measure_cycles(admin) -> dict:
