@@ -24,5 +24,3 @@ html_theme = "furo"
 html_title = f"django-mysqlpool {release}"
 exclude_patterns = ["_build"]
 autodoc_member_order = "bysource"
-# Django's and the driver's classes are named, not documented, here.
-nitpicky = False
