@@ -41,6 +41,9 @@ setup(
             "opentelemetry-sdk>=1.20",
             "mypy>=1.10",
             "django-stubs>=5.1",
+            "Sphinx>=7.2",
+            "furo>=2024.1.29",
+            "readme-renderer>=43",
         ],
     },
     classifiers=[

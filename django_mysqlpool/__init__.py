@@ -21,7 +21,8 @@ logging.getLogger("django_mysqlpool").addHandler(logging.NullHandler())
 def get_stats(alias: str | None = None) -> dict[str, dict[str, Any]]:
     """Each pool's statistics, by pool name (the alias's pools only, if given).
 
-    The keys and their units are listed in the README ("Monitoring").
+    Each key, its unit and its meaning are listed in the documentation's
+    "Errors, checks and monitoring" page (docs/operations.rst).
     """
     return _get_stats(alias)
 

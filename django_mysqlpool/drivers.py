@@ -131,7 +131,7 @@ def _server_status_field(connection: Any, handle: int, status: int) -> Any:
     """The connection's server_status field itself, as a ctypes c_uint; None if not found.
 
     Reading it is reading memory: no call through ctypes at every request's
-    end (the README's benchmark section gives what that call costs).
+    end (benchmarks/instructions.py measures what that call costs).
     mysqlclient reads the same field directly for get_autocommit(). Its
     place is found by a fingerprint (the connection's thread id, protocol
     version 10, the status Connector/C just reported, its field and warning

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The import-layer contracts and mypy, then the whole test suite on 2 processes. Each worker starts a private MariaDB
-# unless MYSQL_HOST (with MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD) names one.
+# The import-layer contracts, mypy and the documentation, then the whole
+# test suite on 2 processes. Each worker starts a private MariaDB unless
+# MYSQL_HOST (with MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD) names one.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,14 @@ bash scripts/setup.sh
 .venv/bin/lint-imports --no-cache
 # Its types, with django-stubs (mypy.ini).
 .venv/bin/mypy
+# The documentation (docs/, README included): any Sphinx warning fails, and
+# the README must render as PyPI renders it. Built outside the tree.
+docs_build=$(mktemp -d)
+trap 'rm -rf "$docs_build"' EXIT
+.venv/bin/sphinx-build -W --keep-going -q -b html docs "$docs_build"
+.venv/bin/python -W ignore::UserWarning -m readme_renderer README.rst -o /dev/null
+rm -rf "$docs_build"
+trap - EXIT
 # Tests that share one costly fixture (a Galera cluster, a fault campaign) carry an
 # xdist_group mark: each group runs on one worker, so the fixture is made once.
 exec .venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"

@@ -78,7 +78,7 @@ SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 5}
 # Forms whose leak is a known, documented limit: {form name: one-sentence reason}.
 # A form listed here is still run, observed and reported, but does not fail.
 DOCUMENTED_LIMITS: dict[str, str] = {
-    # The README's "What reset_session='auto' cannot see" lists these.
+    # docs/internals.rst ("What "auto" cannot see") lists these.
     "last_insert_id_insert": (
         "LAST_INSERT_ID() of the previous user's last INSERT: resetting after every INSERT would "
         "cost a round trip per write request; reset_session='always' clears it"

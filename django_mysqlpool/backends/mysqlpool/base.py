@@ -58,6 +58,8 @@ def _reattach_through(wrapper):
 
 
 class DatabaseWrapper(MySQLDatabaseWrapper):
+    """Django's MySQL wrapper whose connections are checked out of a pool and given back to it."""
+
     creation_class = DatabaseCreation
     _just_checked_out = False
     # (what the parameters were built from, the parameters, their pool)
