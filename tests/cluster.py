@@ -139,7 +139,17 @@ class GaleraNode(PrivateServer):
         # the others by replication (a joiner refuses statements until it
         # has synced).
         if self.index == 1 and not getattr(self, "_granted", False):
-            super()._grant_root_over_tcp()
+            # Even the bootstrapping node listens a moment before it is
+            # ready, and refuses statements until then (1047).
+            deadline = time.monotonic() + FORM_TIMEOUT
+            while True:
+                try:
+                    super()._grant_root_over_tcp()
+                    break
+                except Exception as error:
+                    if not (error.args and error.args[0] == 1047) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
             self._granted = True
 
     def status(self, name: str) -> str | None:
