@@ -5,11 +5,13 @@ Connector/C's own syntax, so the stock engine accepts the same setting (it
 tries the hosts in order at each connect, and no more). Here each pooled
 connection remembers its node, and the pool keeps each node's health:
 
-- a node that refuses a connection, loses one (2002, 2003, 2005, 2006,
-  2013), is shutting down (1053), or says it cannot serve (1047, or
-  ``wsrep_ready`` not ON: a Galera node without quorum, or still joining)
-  is *down* for ``host_retry_after`` seconds; its idle connections are
-  closed, and a connection of it given back is closed, not pooled;
+- a node that refuses a new connection or loses it while it is set up
+  (2002, 2003, 2005, 2006, 2013), is full (1040, 1203), is shutting down
+  (1053), or says it cannot serve (1047 from any statement, or, when a
+  connection opens, ``wsrep_ready`` not ON or ``wsrep_reject_queries`` set:
+  a Galera node without quorum, still joining, or in maintenance) is *down*
+  for ``host_retry_after`` seconds; its idle connections are closed, and a
+  connection of it given back is closed, not pooled;
 - new connections go only to nodes that are up, in the order of
   ``host_policy``: ``"failover"`` (the first node that is up: the safe
   choice for Galera writes), ``"round_robin"`` (the node with the fewest
@@ -40,10 +42,18 @@ logger = logging.getLogger("django_mysqlpool")
 
 POLICIES = ("failover", "round_robin")
 
-# Driver error numbers that say the node, not the statement, is at fault.
-NODE_ERRORS = frozenset({
-    1047,  # ER_UNKNOWN_COM_ERROR: a Galera node that cannot serve (no quorum, joining)
+# Error numbers of a statement that say its node, not the statement, is at
+# fault. Not 2006 or 2013: one session can be lost (KILL, read_timeout)
+# on a healthy node; if the node is gone, the next connect says so.
+STATEMENT_NODE_ERRORS = frozenset({
+    1047,  # ER_UNKNOWN_COM_ERROR: a Galera node that cannot serve (no quorum, joining, maintenance)
     1053,  # ER_SERVER_SHUTDOWN
+})
+# Error numbers of a connect (or of the readiness check just after it) that
+# make the connect move on to the next node.
+NODE_ERRORS = STATEMENT_NODE_ERRORS | frozenset({
+    1040,  # ER_CON_COUNT_ERROR: the node is at max_connections
+    1203,  # ER_TOO_MANY_USER_CONNECTIONS: at the user's max_user_connections there
     2002,  # CR_CONNECTION_ERROR (a socket that refused)
     2003,  # CR_CONN_HOST_ERROR (a TCP connection refused or timed out)
     2005,  # CR_UNKNOWN_HOST
@@ -128,26 +138,35 @@ class Cluster:
         # (a probe, returning what open_connection() would say of it).
         self.discard_idle: Callable[[Node], Any] = lambda node: None
         self.probe_connection: Callable[[Node], Any] | None = None
+        self._prober: threading.Thread | None = None
 
     # -- choosing a node ----------------------------------------------------
 
-    def candidates(self, now: float) -> list[Node]:
-        """The nodes to try for a new connection, best first.
+    def _reserve(self, tried: list[Node]) -> Node | None:
+        """The best node not yet tried for this connection, counted as holding it from now on.
 
-        Only nodes that are up; if none is, the one whose back-off ends
-        first, as a last try (a fault that hit every node for a moment must
-        not keep the pool down for a whole back-off).
+        Only nodes that are up; if none is and nothing was tried yet, the
+        one whose back-off ends first, as a last try (a fault that hit every
+        node for a moment must not keep the pool down for a whole back-off).
+        Chosen and counted under the lock: connections being opened at the
+        same moment must see each other, or round_robin would send them all
+        to the node that looked least used.
         """
-        up = [node for node in self.nodes if not node.down_until]
-        if not up:
-            return [min(self.nodes, key=lambda node: node.down_until)]
-        if self.policy == "round_robin":
-            with self._lock:
-                self._turn += 1
-                turn = self._turn
-            count = len(self.nodes)
-            up.sort(key=lambda node: (node.open, (node.rank - turn) % count))
-        return up
+        with self._lock:
+            up = [node for node in self.nodes if not node.down_until and node not in tried]
+            if up:
+                if self.policy == "round_robin":
+                    self._turn += 1
+                    turn, count = self._turn, len(self.nodes)
+                    chosen = min(up, key=lambda node: (node.open, (node.rank - turn) % count))
+                else:
+                    chosen = up[0]
+            elif not tried:
+                chosen = min(self.nodes, key=lambda node: node.down_until)
+            else:
+                return None
+            chosen.open += 1
+            return chosen
 
     def connect(self, params: dict[str, Any], open_connection: Callable[[dict[str, Any]], Any]) -> tuple[Any, Node]:
         """A new connection to the best node that is up, moving on past nodes that fail.
@@ -157,29 +176,41 @@ class Cluster:
         class with its number and a sentence on every node.
         """
         failures: list[BaseException] = []
-        for node in self.candidates(time.monotonic()):
+        tried: list[Node] = []
+        while True:
+            node = self._reserve(tried)
+            if node is None:
+                raise self._all_down_error(failures)
+            tried.append(node)
+            connection = None
             try:
                 connection = open_connection({**params, "host": node.host, "port": node.port})
+                not_ready = self._not_ready(connection)
             except Exception as error:
+                self.closed(node)
+                if connection is not None:
+                    _close_quietly(connection)
                 if error_number(error) not in NODE_ERRORS:
+                    # Not the node's fault (a wrong password, an unknown
+                    # database): the caller's. The pool's message names
+                    # this node, not every server of HOST.
+                    error.mysqlpool_node = node.label  # type: ignore[attr-defined]
                     raise
                 self.mark_down(node, _short(error))
                 failures.append(error)
                 continue
-            try:
-                not_ready = self._not_ready(connection)
             except BaseException:
-                _close_quietly(connection)
+                self.closed(node)
+                if connection is not None:
+                    _close_quietly(connection)
                 raise
             if not_ready:
+                self.closed(node)
                 _close_quietly(connection)
                 self.mark_down(node, not_ready)
                 continue
             self.mark_up(node)
-            with self._lock:
-                node.open += 1
             return connection, node
-        raise self._all_down_error(failures)
 
     def _not_ready(self, connection: Any) -> str | None:
         """Why a Galera node cannot serve (wsrep_ready not ON), or None (ready, or not Galera)."""
@@ -189,9 +220,14 @@ class Cluster:
             if error_number(error) in NODE_ERRORS:
                 return _short(error)
             raise
-        if value is None or value == "ON":
+        if value is None:
             return None
-        return f"wsrep_ready={value}"
+        if value != "ON":
+            return f"wsrep_ready={value}"
+        rejecting = wsrep_reject_queries(connection)
+        if rejecting not in (None, "NONE"):
+            return f"wsrep_reject_queries={rejecting}"
+        return None
 
     def _all_down_error(self, failures: list[BaseException]) -> BaseException:
         now = time.monotonic()
@@ -231,7 +267,7 @@ class Cluster:
 
     def failed(self, node: Node, error: BaseException) -> None:
         """A statement on a connection to node raised error: mark the node down if the error is the node's."""
-        if error_number(error) in NODE_ERRORS:
+        if error_number(error) in STATEMENT_NODE_ERRORS:
             self.mark_down(node, _short(error))
 
     def closed(self, node: Node) -> None:
@@ -255,7 +291,25 @@ class Cluster:
         return node.open - fewest >= 2
 
     def probe_due(self) -> None:
-        """Probe each down node whose back-off is over (the idle sweeper calls this)."""
+        """Probe, in a thread of their own, the down nodes whose back-off is over.
+
+        The idle sweeper calls this every second; a probe of a node that
+        vanished waits up to connect_timeout, and must hold up neither the
+        sweeper nor a second probe of this cluster.
+        """
+        if self.probe_connection is None:
+            return
+        now = time.monotonic()
+        if not any(node.down_until and now >= node.down_until for node in self.nodes):
+            return
+        running = self._prober
+        if running is not None and running.is_alive():
+            return
+        self._prober = threading.Thread(
+            target=self._probe, name=f"django_mysqlpool node probe ({self.alias})", daemon=True)
+        self._prober.start()
+
+    def _probe(self) -> None:
         probe = self.probe_connection
         if probe is None:
             return
@@ -306,6 +360,17 @@ def wsrep_ready(connection: Any) -> str | None:
     if not status.get("wsrep_provider_name") or "wsrep_ready" not in status:
         return None
     return status["wsrep_ready"]
+
+
+def wsrep_reject_queries(connection: Any) -> str | None:
+    """A Galera node's wsrep_reject_queries ("NONE", "ALL", "ALL_KILL"), None if it has none."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_reject_queries'")
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if row is None else _text(row[1])
 
 
 def _text(value: Any) -> str:

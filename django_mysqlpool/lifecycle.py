@@ -119,8 +119,15 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
     state = state_of(connection)
     state.lease += 1  # cursors kept from now on refuse to run
     intact = False
+    node = state.node
     try:
         if managed.disposed:
+            record.invalidate()
+        elif node is not None and state.cluster.should_leave(node):
+            # Its node is down, or traffic is moving to a better one
+            # (cluster.py): closed at once, with no round trip to clean a
+            # session nobody will use (the server rolls back what it holds);
+            # the next checkout opens a connection where it should.
             record.invalidate()
         elif time.monotonic() >= state.expires_at:
             managed.stats.closed_expired += 1
@@ -176,12 +183,6 @@ def give_back(record: Any, connection: Any, managed: Any) -> bool:
         if not isinstance(error, Exception):
             record.checkin(_fairy_was_created=False)
             raise
-    node = state.node
-    if node is not None and record.dbapi_connection is not None and state.cluster.should_leave(node):
-        # Its node is down, or traffic is moving to a better one
-        # (cluster.py): the next checkout opens a connection there.
-        record.invalidate()
-        intact = False
     state.returned_at = time.monotonic()
     managed.return_record(record)
     managed.retire_idle()

@@ -163,21 +163,24 @@ class ManagedPool:
                     "the database."
                 ) from None
             except connect_error as error:
-                raise OperationalError(*_connect_failure_args(alias, self, error.args)) from error
+                raise OperationalError(*_connect_failure_args(alias, self, error)) from error
             now = time.monotonic()
             try:
-                if lifecycle.usable_at_checkout(connection, now, pre_ping) and (
-                    # An idle connection to a node marked down since it was
-                    # given back (a race with discard_idle_of()).
-                    cluster is None or not state_of(connection).node.down_until
-                ):
-                    self.stats.checkouts += 1
-                    if telemetry is not None:
-                        telemetry.record_wait(now - started)
-                    return record, connection
+                usable = lifecycle.usable_at_checkout(connection, now, pre_ping)
             except BaseException as error:  # an interrupted ping: the slot must come back
                 record._checkin_failed(error, _fairy_was_created=False)
                 raise
+            if usable and cluster is not None and cluster.should_leave(state_of(connection).node):
+                # With several servers: an idle connection to a node marked
+                # down since it was given back, or one traffic is moving off
+                # (a better node is up again). Replaced, not counted as lost.
+                lifecycle.close_and_free(record)
+                continue
+            if usable:
+                self.stats.checkouts += 1
+                if telemetry is not None:
+                    telemetry.record_wait(now - started)
+                return record, connection
             self.count_unusable(connection, now)
             lifecycle.close_and_free(record)
         raise OperationalError(
@@ -350,15 +353,17 @@ def _exhausted_message(alias: str, pool: Pool) -> str:
     )
 
 
-def _connect_failure_args(alias: str, managed: ManagedPool, driver_args: Any) -> tuple:
+def _connect_failure_args(alias: str, managed: ManagedPool, error: BaseException) -> tuple:
     # Keep the driver's error number first, as Django's wrapped errors do,
     # so code testing e.args[0] == 2003 keeps working.
+    driver_args = error.args
     if len(driver_args) >= 2:
         errno, text = driver_args[0], driver_args[1]
     else:
         errno, text = 0, " ".join(str(arg) for arg in driver_args)
     message = (
-        f"database alias {alias!r} cannot connect to {managed.server} as "
+        # With several servers, the node that refused, if one did (cluster.py).
+        f"database alias {alias!r} cannot connect to {getattr(error, 'mysqlpool_node', managed.server)} as "
         f"{managed.user!r} (database {managed.database!r}): {text}"
     )
     return (errno, message)

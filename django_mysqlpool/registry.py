@@ -134,17 +134,24 @@ def pool_for_connection(
 
             def open_connection():
                 started = time.monotonic()
-                node = None
+                connection = node = None
                 try:
                     if cluster is None:
                         connection = ownership.adopt(connect(params))
                     else:
-                        connection, node = cluster.connect(params, lambda at: ownership.adopt(connect(at)))
+                        connection, node = cluster.connect(params, connect)
+                        ownership.adopt(connection)
                     prepared = lifecycle.prepare(connection, options, params, recycle)
                     if node is not None:
                         state = state_of(prepared)
                         state.node, state.cluster = node, cluster
                 except BaseException as error:
+                    if connection is not None:  # opened, but its setup failed: not for the pool
+                        ownership.release(connection)
+                        try:
+                            connection.close()
+                        except Exception:
+                            pass
                     if cluster is not None and node is not None:
                         cluster.closed(node)
                     stats.connections_errors += 1
@@ -181,18 +188,19 @@ def _cluster(alias: str, params: dict[str, Any], options: conf.PoolOptions,
     if servers is None:
         return None
     cluster = clusters.Cluster(alias, servers, options.host_policy, options.host_retry_after)
-    # A probe must not hang the idle sweeper on a host that vanished: the
-    # connect timeout of OPTIONS, or a few seconds.
-    probe_params = {**params, "connect_timeout": params.get("connect_timeout") or PROBE_CONNECT_TIMEOUT}
+    # A node that vanished without refusing must not hold a checkout or a
+    # probe for the operating system's TCP timeout (minutes): without a
+    # connect_timeout in OPTIONS, nodes get a few seconds.
+    params.setdefault("connect_timeout", NODE_CONNECT_TIMEOUT)
 
     def probe(node: clusters.Node) -> Any:
-        return connect({**probe_params, "host": node.host, "port": node.port})
+        return connect({**params, "host": node.host, "port": node.port})
 
     cluster.probe_connection = probe
     return cluster
 
 
-PROBE_CONNECT_TIMEOUT = 5  # seconds
+NODE_CONNECT_TIMEOUT = 5  # seconds
 
 
 def pool_for(alias: str, conn_params: dict[str, Any], per_alias_arguments: Any) -> ManagedPool | None:
