@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import re
 import socket
 import subprocess
 import sys
 import time
 
-from tests.server import PrivateServer, free_port
+from tests.server import PrivateServer
 
 GALERA_PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 FORM_TIMEOUT = 120  # seconds for the cluster to form (rsync state transfers on a busy 2-core machine)
@@ -43,11 +44,19 @@ def why_unavailable() -> str | None:
 
 
 def _free_port_block(size: int) -> int:
-    """A port P with P .. P+size-1 all free on loopback."""
-    for _ in range(100):
-        base = free_port()
-        if base + size > 65535:
-            continue
+    """A port P with P .. P+size-1 all free on loopback, below the ephemeral range.
+
+    Galera binds these ports only when a node starts (its incremental
+    transfer port only when it rejoins): a port of the ephemeral range could
+    be taken meanwhile by any outgoing connection.
+    """
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+            ephemeral = int(ports.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    for _ in range(200):
+        base = random.randrange(10000, ephemeral - size)
         probes = []
         try:
             for port in range(base, base + size):
