@@ -10,7 +10,9 @@ round trip itself) is not counted: this measures the Python side.
 
     python -m tests.server -- .venv/bin/python benchmarks/instructions.py [ENGINE ...]
 
-ENGINE is any alias of benchmarks/bench.py (default: persistent pool).
+ENGINE is any alias of benchmarks/bench.py, or one followed by ":close"
+for the cycle ended by an explicit connection.close() (default:
+persistent pool pool:close).
 Needs valgrind (Debian's package of that name); takes about a minute.
 """
 
@@ -86,4 +88,4 @@ def main(engines: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["persistent", "pool"]))
+    sys.exit(main(sys.argv[1:] or ["persistent", "pool", "pool:close"]))
