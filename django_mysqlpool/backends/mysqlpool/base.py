@@ -24,6 +24,13 @@ from .creation import DatabaseCreation
 _connection_settings = operator.itemgetter("NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
 
 
+# Per alias, for the wrappers of every thread: (what the parameters were
+# built from, the parameters, their pool, the isolation level Django's
+# get_connection_params() set with them). Never changed in place: a new
+# tuple replaces the old one, so a reader sees one or the other.
+_shared_connection_caches: dict = {}
+
+
 def _snapshot(value):
     """A copy of OPTIONS to compare with later: containers copied, the rest kept.
 
@@ -81,6 +88,13 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         cached_fingerprint, params, _ = self._connection_cache
         if params is not None and fingerprint == cached_fingerprint:
             return params
+        # A wrapper new in its thread (under ASGI, every request's) finds
+        # them where another thread's wrapper of the alias left them.
+        shared = _shared_connection_caches.get(self.alias)
+        if shared is not None and shared[0] == fingerprint:
+            snapshot, params, managed, self.isolation_level = shared  # (what Django's sets besides)
+            self._connection_cache = (snapshot, params, managed)
+            return params
         params = super().get_connection_params()
         # Pool arguments are ours; the driver must never see them.
         params.pop("pool", None)
@@ -100,6 +114,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             )
             if params is conn_params:
                 self._connection_cache = (fingerprint, params, managed)
+                _shared_connection_caches[self.alias] = (fingerprint, params, managed, self.isolation_level)
         record, connection = managed.checkout(self.alias, Database.OperationalError)
         return record, connection, managed
 
