@@ -28,10 +28,7 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
-import threading
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -46,60 +43,18 @@ WORKERS = 2
 REFERENCE = "wsgi persistent"
 
 
-def _one_run(address, engine: str, view: str, connections: int, seconds: int) -> dict:
-    from benchmarks.bench import server_connections
-
-    port = http_load._free_port()
-    environment = {**os.environ, **address.environment(), "BENCH_ENGINE": engine,
-                   "PYTHONPATH": ROOT, "DJANGO_SETTINGS_MODULE": "benchmarks.benchsite.settings"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--workers", str(WORKERS), "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log", "--backlog", "2048",
-         "benchmarks.benchsite.asgi:application"],
-        env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    url = f"http://127.0.0.1:{port}{VIEWS[view]}"
-    peak, opened, done = 0, 0, threading.Event()
-
-    def sample():
-        nonlocal peak, opened
-        admin = address.connect()
-        cursor = admin.cursor()
-        opened_before = http_load._connections_opened(cursor)
-        while not done.is_set():
-            peak = max(peak, server_connections(cursor, engine, "http_"))
-            time.sleep(0.01)
-        opened = http_load._connections_opened(cursor) - opened_before
-        admin.close()
-
-    try:
-        http_load._wait_for(port)
-        subprocess.run(["wrk", "-t2", "-c16", "-d1s", url], capture_output=True, timeout=30)  # warm up
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        result = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-            capture_output=True, text=True, timeout=seconds + 60,
-        )
-        done.set()
-        sampler.join(10)
-    finally:
-        done.set()
-        server.terminate()
-        try:
-            server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate(timeout=10)
-    return {**http_load._parse_wrk(result.stdout), "peak_server_connections": peak,
-            "connections_opened": opened}
+def uvicorn(port: int) -> list[str]:
+    """The ASGI server of this measure, on port."""
+    return [sys.executable, "-m", "uvicorn", "--workers", str(WORKERS), "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "warning", "--no-access-log", "--backlog", "2048",
+            "benchmarks.benchsite.asgi:application"]
 
 
 def measure(address, database: str, quick: bool = False) -> dict:
     """Every engine, view and concurrency, and the WSGI reference, rounds interleaved."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not found: apt-get install wrk (benchmarks/run.sh does)")
-    http_load._prepare_table(address, database)
+    http_load.prepare_table(address, database)
     rounds, seconds = (1, 3) if quick else (3, 6)
     arms = [(engine, view) for engine in ENGINES for view in VIEWS] + [(REFERENCE, "sync")]
     runs: dict = {f"{engine}/{view}@{c}": [] for engine, view in arms for c in CONCURRENCIES}
@@ -107,9 +62,9 @@ def measure(address, database: str, quick: bool = False) -> dict:
         for concurrency in CONCURRENCIES:
             for engine, view in random.sample(arms, len(arms)):  # a fresh order each round
                 if engine == REFERENCE:
-                    run = http_load._one_run(address, "persistent", concurrency, seconds)
+                    run = http_load.one_run(address, "persistent", concurrency, seconds)
                 else:
-                    run = _one_run(address, engine, view, concurrency, seconds)
+                    run = http_load.one_run(address, engine, concurrency, seconds, uvicorn, VIEWS[view])
                 runs[f"{engine}/{view}@{concurrency}"].append(run)
     summary = {}
     for key, repetitions in runs.items():

@@ -19,7 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import override_settings
 
 from django_mysqlpool.errors import ConnectionGivenBack
-from tests.helpers import connection_id
+from tests.helpers import connection_id, in_another_thread
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 30}
 
@@ -36,26 +36,6 @@ def _state(wrapper):
         "connection is None": wrapper.connection is None,
         "close_at is None": wrapper.close_at is None,
     }
-
-
-def _in_another_thread(work, timeout=30.0):
-    """work() in a thread of its own, its wrapper closed after: what it returned."""
-    result, errors = [], []
-
-    def run():
-        try:
-            result.append(work())
-        except Exception as error:  # reported by the test
-            errors.append(error)
-        finally:
-            connections["default"].close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), "the other thread did not end"
-    assert errors == []
-    return result[0]
 
 
 def _one_row(sql):
@@ -92,7 +72,7 @@ def test_a_closed_connection_goes_to_another_thread_at_once():
     connections["default"].close()
     # The pool's only connection: another thread gets it without waiting
     # for this thread to connect again or end.
-    assert _in_another_thread(connection_id) == mine
+    assert in_another_thread(connection_id) == mine
     assert connection_id() == mine  # and this thread gets it back after
 
 
@@ -134,7 +114,7 @@ def test_the_next_user_after_close_finds_no_variable_transaction_or_lock():
         return (connection_id(), _one_row("SELECT @left_behind, IS_USED_LOCK('mysqlpool_close_lock'), "
                                            "@@in_transaction"))
 
-    seen_id, seen = _in_another_thread(look)
+    seen_id, seen = in_another_thread(look)
     assert seen_id == mine  # the same connection, cleaned
     assert seen == (None, None, 0)
 
@@ -153,7 +133,7 @@ def test_a_raw_transaction_is_rolled_back_at_close_not_parked():
         cursor.execute("INSERT INTO close_kept VALUES (1)")
     wrapper.close()
     try:
-        assert _in_another_thread(lambda: _one_row("SELECT COUNT(*) FROM close_kept")) == (0,)
+        assert in_another_thread(lambda: _one_row("SELECT COUNT(*) FROM close_kept")) == (0,)
         assert _one_row("SELECT COUNT(*) FROM close_kept") == (0,)
     finally:
         with wrapper.cursor() as cursor:
@@ -184,7 +164,7 @@ def test_a_cursor_and_a_handle_kept_past_close_refuse_even_after_the_wrapper_rec
 
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_a_thread_that_ends_after_close_gives_its_parked_connection_back():
-    used = _in_another_thread(connection_id)  # that thread close()d, then ended
+    used = in_another_thread(connection_id)  # that thread close()d, then ended
     pool = connections["default"].pool.pool
     assert pool.parked() == 0 and list(pool._idle)[-1].dbapi_connection.thread_id() == used
     assert pool.checkedout() == 0

@@ -6,32 +6,11 @@ every thread while the settings they come from are unchanged; a change
 in place, or override_settings, makes the next wrapper build them again.
 """
 
-import threading
-
 import pytest
 from django.db import connections
 
 from django_mysqlpool import registry
-from tests.helpers import connection_id
-
-
-def _in_a_new_thread(work):
-    result, errors = [], []
-
-    def run():
-        try:
-            result.append(work())
-        except Exception as error:  # reported by the test
-            errors.append(error)
-        finally:
-            connections["default"].close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(30)
-    assert not thread.is_alive(), "the thread did not end"
-    assert errors == []
-    return result[0]
+from tests.helpers import in_another_thread
 
 
 def _isolation():
@@ -59,8 +38,8 @@ def test_a_new_threads_wrapper_finds_the_pool_and_isolation_level_without_the_re
     here = _isolation()
     assert here[:2] == ("read committed", "READ-COMMITTED")
     looked_up = len(lookups)
-    assert _in_a_new_thread(_isolation) == here  # the same pool, the same session setup
-    assert _in_a_new_thread(_isolation) == here
+    assert in_another_thread(_isolation) == here  # the same pool, the same session setup
+    assert in_another_thread(_isolation) == here
     assert len(lookups) == looked_up  # no registry lookup in either new thread
     connections["default"].close()
 
@@ -72,7 +51,7 @@ def test_options_changed_in_place_reach_a_new_threads_wrapper(lookups):
     options = wrapper.settings_dict["OPTIONS"]
     wrapper.settings_dict["OPTIONS"] = {**options, "isolation_level": "serializable"}
     try:
-        level, session, pool = _in_a_new_thread(_isolation)
+        level, session, pool = in_another_thread(_isolation)
         assert (level, session) == ("serializable", "SERIALIZABLE")
         assert pool == before[2]  # (the isolation level is the session's setup, not the pool's key)
         assert lookups  # built again, and looked up
@@ -80,5 +59,5 @@ def test_options_changed_in_place_reach_a_new_threads_wrapper(lookups):
     finally:
         wrapper.close()
         wrapper.settings_dict["OPTIONS"] = options
-    assert _in_a_new_thread(_isolation)[:2] == ("read committed", "READ-COMMITTED")
+    assert in_another_thread(_isolation)[:2] == ("read committed", "READ-COMMITTED")
     connections["default"].close()
