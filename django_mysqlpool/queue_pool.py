@@ -276,9 +276,9 @@ class BurstKeepingQueuePool(QueuePool):
                 served = waiter.served
                 if not served:
                     self._waiters.remove(waiter)
+                    self.stats.requests_errors += 1
         self.stats.requests_wait_ms += (now - started) * 1000
         if not served:
-            self.stats.requests_errors += 1
             raise exc.TimeoutError(
                 "QueuePool limit of size %d overflow %d reached, "
                 "connection timed out, timeout %0.2f"

@@ -13,7 +13,7 @@ import time
 from django.db import close_old_connections, connections
 from django.test import override_settings
 
-from tests.helpers import admin_connection, connection_id, server_connections
+from tests.helpers import admin_connection, connection_id, in_another_thread, server_connections
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 120}
 
@@ -209,3 +209,100 @@ def test_under_contention_no_connection_is_held_by_two_threads_and_the_bound_hol
     assert peak[0] <= 3
     pool = connections["default"].pool.pool
     assert pool.waiting() == 0 and pool.open_count() <= 3 and pool.checkedout() == 0
+
+
+class _Interrupted(BaseException):
+    """What a gevent.Timeout or a KeyboardInterrupt is: not an Exception."""
+
+
+def _waiters_interrupted(monkeypatch, after_served):
+    # Each waiter's sleep ends in an interrupt: once it was served (the
+    # connection or slot handed to it just as the interrupt came), or at once.
+    from django_mysqlpool import queue_pool
+
+    class Wakeup:
+        def __init__(self, lock):
+            self.lock = lock
+
+        def acquire(self, blocking=True, timeout=-1):
+            if after_served:
+                assert self.lock.acquire(blocking, timeout), "never served"
+            raise _Interrupted
+
+        def release(self):
+            self.lock.release()
+
+    class InterruptedWaiter(queue_pool._Waiter):
+        __slots__ = ()
+
+        def __init__(self):
+            super().__init__()
+            self.wakeup = Wakeup(self.wakeup)
+
+    monkeypatch.setattr(queue_pool, "_Waiter", InterruptedWaiter)
+
+
+def _interrupted_checkout(pool, served_by):
+    raised = []
+
+    def checkout():
+        try:
+            connection_id()
+        except _Interrupted as interrupt:
+            raised.append(interrupt)
+        finally:
+            connections["default"].close()
+
+    thread = threading.Thread(target=checkout, daemon=True)
+    thread.start()
+    if served_by is not None:
+        assert _wait_for(lambda: pool.waiting() == 1), "the checkout never waited"
+        served_by()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(raised) == 1
+    assert pool.waiting() == 0
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "timeout": 3})
+def test_a_waiter_interrupted_as_it_is_handed_a_connection_gives_it_back(monkeypatch):
+    held = connection_id()
+    pool = connections["default"].pool.pool
+    _waiters_interrupted(monkeypatch, after_served=True)
+    _interrupted_checkout(pool, served_by=connections["default"].close)
+    # The connection it was handed is back in the pool, not lost with it.
+    assert pool.checkedout() == 0 and pool.open_count() == 1
+    monkeypatch.undo()
+    assert connection_id() == held
+    connections["default"].close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "timeout": 3})
+def test_a_waiter_interrupted_as_it_is_handed_a_free_slot_gives_it_back(monkeypatch):
+    from django_mysqlpool.registry import dispose_pools
+
+    wrapper = connections["default"]
+    connection_id()
+    pool = wrapper.pool.pool
+    _waiters_interrupted(monkeypatch, after_served=True)
+
+    def closed_in_a_disposed_pool():
+        dispose_pools()
+        wrapper.close()  # closed, not pooled: its slot goes to the waiter
+
+    _interrupted_checkout(pool, served_by=closed_in_a_disposed_pool)
+    assert pool.open_count() == 0  # the slot came back: nothing counts as open
+    monkeypatch.undo()
+    assert connection_id() is not None  # from the new pool
+    wrapper.close()
+
+
+@override_settings(MYSQLPOOL_ARGUMENTS={**SINGLE, "timeout": 3})
+def test_a_waiter_interrupted_before_it_is_served_leaves_the_line(monkeypatch):
+    held = connection_id()
+    pool = connections["default"].pool.pool
+    _waiters_interrupted(monkeypatch, after_served=False)
+    _interrupted_checkout(pool, served_by=None)
+    connections["default"].close()  # nobody is in line: it goes to the idle ones
+    monkeypatch.undo()
+    assert in_another_thread(connection_id) == held
