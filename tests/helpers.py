@@ -1,8 +1,10 @@
 """Server-side facts for tests: connection ids and counts seen by an admin connection."""
 
 import contextlib
+import json
 import os
 import threading
+import time
 
 from django.db import connections
 
@@ -83,3 +85,21 @@ def _run_in_another_thread(work, timeout):
     thread.join(timeout)
     assert not thread.is_alive(), "the other thread did not end"
     return result, raised
+
+
+def in_a_forked_child(report, timeout=30.0):
+    """report() in a forked child, which leaves without any cleanup: what it returned (JSON), within timeout."""
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(writing, json.dumps(report()).encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    deadline = time.monotonic() + timeout
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        assert time.monotonic() < deadline, "the forked child did not end"
+        time.sleep(0.01)
+    with os.fdopen(reading) as answer:
+        return json.loads(answer.read())

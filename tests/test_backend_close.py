@@ -8,8 +8,6 @@ Django's own, and the next user (another thread) is checked for anything
 the last one left.
 """
 
-import json
-import os
 import threading
 import time
 
@@ -19,7 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import override_settings
 
 from django_mysqlpool.errors import ConnectionGivenBack
-from tests.helpers import connection_id, in_another_thread
+from tests.helpers import connection_id, in_a_forked_child, in_another_thread
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 30}
 
@@ -194,24 +192,14 @@ def test_close_in_an_atomic_block_still_closes_as_django_does():
 def test_a_forked_child_never_takes_the_connection_its_parent_parked_at_close():
     parent = connection_id()
     connections["default"].close()  # parked for this wrapper's next connect()
-    reading, writing = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report its connection, and leave without any cleanup
+
+    def report():
         try:
-            try:
-                report = {"id": connection_id()}
-            except Exception as error:  # reported to the parent
-                report = {"error": repr(error)}
-            os.write(writing, json.dumps(report).encode())
-        finally:
-            os._exit(0)
-    os.close(writing)
-    deadline = time.monotonic() + 30
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):
-        assert time.monotonic() < deadline, "the forked child did not end"
-        time.sleep(0.01)
-    with os.fdopen(reading) as answer:
-        report = json.loads(answer.read())
+            return {"id": connection_id()}
+        except Exception as error:  # reported to the parent
+            return {"error": repr(error)}
+
+    report = in_a_forked_child(report)
     assert "id" in report and report["id"] != parent
     assert connection_id() == parent  # the parent's own connection still answers it
     connections["default"].close()
