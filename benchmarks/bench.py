@@ -9,7 +9,8 @@ engine alike:
   CPUs: client and server on the same CPU, then on separate CPUs; see
   benchmarks/pinning.py): one thread repeating what a request does to the database
   (ensure_connection(), SELECT 1 through a Django cursor, then Django's
-  request-end close_if_unusable_or_obsolete()): median microseconds per cycle,
+  request-end close_if_unusable_or_obsolete(); for the pools also ended by
+  an explicit close(), as pool:close and peer:close): median microseconds per cycle,
   min..max over blocks, ratio to the persistent connection (and the median
   of each round's own ratio), and statements per cycle seen by the server
   (deltas of its Questions counter);
@@ -50,6 +51,8 @@ from tests.server import ServerAddress  # noqa: E402
 DATABASE = "mysqlpool_bench"
 POOL_SIZE, MAX_OVERFLOW = 10, 10
 ENGINES = ("stock", "persistent", "pool", "peer")
+# The cycle measure also ends cycles with an explicit close() on the pools.
+CYCLES = ENGINES + ("pool:close", "peer:close")
 
 
 def engine_user(engine: str, measure: str = "") -> str:
@@ -116,17 +119,24 @@ def questions(admin) -> int:
 
 
 def cycle_block(alias: str, cycles: int) -> float:
-    """Seconds for cycles request-like cycles on alias in this thread."""
+    """Seconds for cycles request-like cycles on alias in this thread.
+
+    alias may end in ":close": each cycle then ends with connection.close()
+    (what worker threads, management commands and @auto_close_db do)
+    instead of the request-end close_if_unusable_or_obsolete().
+    """
     from django.db import connections
 
-    wrapper = connections[alias]
+    engine, _, ending = alias.partition(":")
+    wrapper = connections[engine]
+    end = wrapper.close if ending == "close" else wrapper.close_if_unusable_or_obsolete
     started = time.perf_counter()
     for _ in range(cycles):
         wrapper.ensure_connection()
         with wrapper.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-        wrapper.close_if_unusable_or_obsolete()
+        end()
     return time.perf_counter() - started
 
 
@@ -139,12 +149,12 @@ def measure_cycle(address: ServerAddress, blocks: int, cycles: int) -> dict:
     ratio to persistent shows how much of a difference noise could explain.
     """
     admin = address.connect()
-    results = {engine: {"block_us": [], "statements_per_cycle": []} for engine in ENGINES}
+    results = {engine: {"block_us": [], "statements_per_cycle": []} for engine in CYCLES}
     order = random.Random(6)  # the same sequence of orders on every run
-    for engine in ENGINES:  # warm up: pools filled, sessions set up
+    for engine in CYCLES:  # warm up: pools filled, sessions set up
         cycle_block(engine, 50)
     for _ in range(blocks):
-        engines = list(ENGINES)
+        engines = list(CYCLES)
         order.shuffle(engines)
         for engine in engines:
             before = questions(admin)
@@ -225,10 +235,11 @@ def measure_storm(address: ServerAddress, engine: str, threads: int, cycles: int
 
 
 def print_cycle(results: dict, pinning_mode: str) -> None:
-    print(f"\ncycle: one thread, ensure_connection + SELECT 1 + request end ({pinning_mode})")
+    print(f"\ncycle: one thread, ensure_connection + SELECT 1 + request end, or close() "
+          f"(:close) ({pinning_mode})")
     print(f"{'engine':<12} {'median us':>10} {'min..max us':>16} {'x persistent':>13} "
           f"{'round ratio':>12} {'statements':>11}")
-    for engine in ENGINES:
+    for engine in CYCLES:
         r = results[engine]
         print(f"{engine:<12} {r['median_us']:>10.1f} {r['min_us']:>7.1f}..{r['max_us']:<8.1f} "
               f"{r['ratio_to_persistent']:>13.2f} {r['median_round_ratio']:>12.2f} "

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONCURRENCIES = (64, 256)
@@ -43,7 +44,7 @@ def _wait_for(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"gunicorn did not listen on {port} within {timeout} s")
 
 
-def _prepare_table(address, database: str) -> None:
+def prepare_table(address, database: str) -> None:
     admin = address.connect(database=database)
     cursor = admin.cursor()
     cursor.execute("CREATE TABLE IF NOT EXISTS bench_item (id INT PRIMARY KEY, name VARCHAR(50))")
@@ -68,18 +69,25 @@ def _parse_wrk(output: str) -> dict:
     }
 
 
-def _one_run(address, engine: str, connections: int, seconds: int) -> dict:
+def gunicorn(port: int) -> list[str]:
+    """The WSGI server of this measure, on port."""
+    return [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(WORKERS),
+            "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+            "--backlog", "2048", "benchmarks.benchsite.wsgi:application"]
+
+
+def one_run(address, engine: str, connections: int, seconds: int,
+             server_command: Callable[[int], list[str]] = gunicorn, path: str = "/") -> dict:
     from benchmarks.bench import server_connections
 
     port = _free_port()
     environment = {**os.environ, **address.environment(), "BENCH_ENGINE": engine,
                    "PYTHONPATH": ROOT, "DJANGO_SETTINGS_MODULE": "benchmarks.benchsite.settings"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(WORKERS),
-         "--threads", str(THREADS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-         "--backlog", "2048", "benchmarks.benchsite.wsgi:application"],
+        server_command(port),
         env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    url = f"http://127.0.0.1:{port}{path}"
     peak, opened, done = 0, 0, threading.Event()
 
     def sample():
@@ -97,12 +105,12 @@ def _one_run(address, engine: str, connections: int, seconds: int) -> dict:
 
     try:
         _wait_for(port)
-        subprocess.run(["wrk", "-t2", "-c16", "-d1s", f"http://127.0.0.1:{port}/"],
+        subprocess.run(["wrk", "-t2", "-c16", "-d1s", url],
                        capture_output=True, timeout=30)  # warm up: imports, pools
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         result = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"],
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
             capture_output=True, text=True, timeout=seconds + 60,
         )
         done.set()
@@ -127,13 +135,13 @@ def measure(address, database: str, quick: bool = False) -> dict:
     """Every engine at every concurrency, rounds interleaved; medians and all repetitions."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not found: apt-get install wrk (benchmarks/run.sh does)")
-    _prepare_table(address, database)
+    prepare_table(address, database)
     rounds, seconds = (1, 3) if quick else (5, 8)
     runs: dict = {f"{engine}@{c}": [] for engine in ENGINES for c in CONCURRENCIES}
     for _ in range(rounds):
         for concurrency in CONCURRENCIES:
             for engine in random.sample(ENGINES, len(ENGINES)):  # a fresh order each round
-                runs[f"{engine}@{concurrency}"].append(_one_run(address, engine, concurrency, seconds))
+                runs[f"{engine}@{concurrency}"].append(one_run(address, engine, concurrency, seconds))
     summary = {}
     for key, repetitions in runs.items():
         engine, concurrency = key.split("@")

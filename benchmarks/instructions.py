@@ -10,7 +10,9 @@ round trip itself) is not counted: this measures the Python side.
 
     python -m tests.server -- .venv/bin/python benchmarks/instructions.py [ENGINE ...]
 
-ENGINE is any alias of benchmarks/bench.py (default: persistent pool).
+ENGINE is any alias of benchmarks/bench.py, or one followed by ":close"
+for the cycle ended by an explicit connection.close() (default:
+persistent pool pool:close).
 Needs valgrind (Debian's package of that name); takes about a minute.
 """
 
@@ -46,16 +48,21 @@ os._exit(0)
 """
 
 
-def instructions(engine: str, cycles: int) -> int:
-    """Instructions valgrind counted for a whole run of cycles on engine."""
+def instructions(engine: str, cycles: int, program: str = _RUN_CYCLES, extra_environment: dict | None = None,
+                 argument: str | None = None) -> int:
+    """Instructions valgrind counted for a whole run of cycles on engine.
+
+    program: the Python source run (formatted with root), given argument
+    (default: engine) and cycles; extra_environment: added to its environment.
+    """
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        sys.executable, "-c", _RUN_CYCLES.format(root=ROOT), engine, str(cycles),
+        sys.executable, "-c", program.format(root=ROOT), argument or engine, str(cycles),
     ]
     if shutil.which("setarch"):
         command = ["setarch", "-R", *command]  # the same addresses every run
     # The same string hashes every run too.
-    environment = {**os.environ, "PYTHONHASHSEED": "0"}
+    environment = {**os.environ, "PYTHONHASHSEED": "0", **(extra_environment or {})}
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)
     found = re.search(r"Collected : (\d+)", result.stderr)
     if result.returncode != 0 or found is None:
@@ -86,4 +93,4 @@ def main(engines: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["persistent", "pool"]))
+    sys.exit(main(sys.argv[1:] or ["persistent", "pool", "pool:close"]))

@@ -72,8 +72,13 @@ def _rebuild(interface_error: type[Exception], args: tuple) -> ConnectionGivenBa
     return error
 
 
+_driver_interface_error: list[type[Exception]] = []
+
+
 def driver_interface_error() -> type[Exception]:
     """MySQLdb's InterfaceError, for a handle with no driver connection left to ask."""
-    from MySQLdb import InterfaceError
+    if not _driver_interface_error:  # imported at first use: an import per call costs at every close()
+        from MySQLdb import InterfaceError
 
-    return InterfaceError
+        _driver_interface_error.append(InterfaceError)
+    return _driver_interface_error[0]

@@ -63,6 +63,18 @@ _UNRESETTABLE_METHODS = {
 }
 
 
+# One _GivenBack per driver error class: it holds nothing else, and a close()
+# need not make one.
+_given_back_instances: dict[type[Exception], _GivenBack] = {}
+
+
+def _given_back_as(interface_error: type[Exception]) -> _GivenBack:
+    given = _given_back_instances.get(interface_error)
+    if given is None:
+        given = _given_back_instances.setdefault(interface_error, _GivenBack(interface_error))
+    return given
+
+
 class PooledConnection:
     """A Django wrapper's handle on a pooled physical connection; close() gives it back.
 
@@ -80,11 +92,17 @@ class PooledConnection:
     callback, so a request pays neither Django's connect() nor its close().
     """
 
+    # The driver's InterfaceError, for a handle closed while detached (set
+    # on each driver's class, see _passing_through()).
+    _interface_error: type[Exception] | None = None
+
     __slots__ = ("_record", "_driver_connection", "detached", "_managed", "_last_used",
                  "_holdings", "_reattach", "_released_state", "_released_lease", "_reattaching",
                  "_spot", "settings_checked", "_checked_out_at", "_owner_thread")
 
-    def __init__(self, reattach: Callable[["PooledConnection"], None] | None = None) -> None:
+    def __init__(
+        self, reattach: Callable[["PooledConnection"], None] | None = None, spot: ParkingSpot | None = None,
+    ) -> None:
         # One element while checked out: deque.pop() is atomic, so two
         # threads closing a shared connection (or a close racing a thread's
         # end) can never both give it back. A deque, not a list: a list
@@ -112,8 +130,9 @@ class PooledConnection:
         # Two threads sharing a wrapper (inc_thread_sharing()) must not both
         # check a connection out into this handle.
         self._reattaching = threading.RLock()
-        # Where detach() parks a clean connection, when the pool allows it.
-        self._spot = ParkingSpot()
+        # Where detach() parks a clean connection, when the pool allows it;
+        # the owner's, when a closed handle of the owner left one (close_parking()).
+        self._spot = ParkingSpot() if spot is None else spot
         # Set by the owner when it found its settings unchanged since the
         # parked connection was checked out: cursor() may then take it back
         # without asking the owner (the reattach callback).
@@ -142,6 +161,11 @@ class PooledConnection:
         self._last_used = time.monotonic()
         if managed.leak_threshold is not None or managed.telemetry is not None:
             self._note_checkout(managed, self._last_used, parked=False)
+        self._tie(tie_to_thread)
+        self._record.append(record)  # last: from here on close() gives it back
+        return untouched
+
+    def _tie(self, tie_to_thread: bool) -> None:
         if tie_to_thread:
             self._owner_thread = _thread.get_ident()
             if self._holdings() is None:
@@ -152,8 +176,31 @@ class PooledConnection:
                     holdings.held.append(self)
         elif self._holdings is not no_holdings:
             self.untie_from_thread()
-        self._record.append(record)  # last: from here on close() gives it back
-        return untouched
+
+    def take_over(self, parking: "ClosedParking") -> Any:
+        """Take the connection a closed handle of the same owner parked (see close_parking()).
+
+        The driver connection, or None if there is none to take (another
+        checkout took it, or it was dead, expired or its pool disposed):
+        then check one out with attach(). This handle keeps the spot either
+        way, and is tied to the calling thread, as close_parking() requires.
+        """
+        self._spot = parking.spot
+        self._managed = parking.managed
+        # Tied to the thread in the parking's place among what it holds.
+        self._owner_thread = _thread.get_ident()
+        reference = self._holdings = parking.holdings
+        holdings = reference()
+        if holdings is not None:
+            held = holdings.held
+            try:
+                held[held.index(parking)] = self
+            except ValueError:  # (the thread's end gave it back: it cannot be this thread's)
+                held.append(self)
+        connection = self.take_back()
+        if connection is not None and type(self) is PooledConnection:
+            self.__class__ = _passing_through(connection)
+        return connection
 
     def untie_from_thread(self) -> None:
         """Keep this connection out when the thread that checked it out ends.
@@ -241,6 +288,15 @@ class PooledConnection:
         if connection is None or type(connection) is _GivenBack:
             return -1
         return connection.next_result()
+
+    def get_autocommit(self) -> bool:
+        """The driver's get_autocommit(): as passed through, minus a wrapper per read.
+
+        A read that changes nothing needs no guard against being kept past
+        close(): a kept one finds the handle closed (or checks out for its
+        owner) like every other use of it.
+        """
+        return self._attached_connection().get_autocommit()
 
     @property
     def driver_connection(self) -> Any:
@@ -451,6 +507,27 @@ class PooledConnection:
             self._note_give_back()
             lifecycle.give_back(record, connection, self._managed)
 
+    def close_parking(self, autocommit: bool) -> "ClosedParking | None":
+        """Close this handle as close() does, but park a clean connection for its owner's next connect().
+
+        The connection parks as at detach() (autocommit: the mode that
+        next connect() sets), where any other checkout may take it, and a
+        waiting one is handed it at once; otherwise it is given back. The
+        spot goes to the returned ClosedParking, for the owner's next handle
+        (take_over()), and this handle refuses every use from now on, as
+        after close(). Only for a handle tied to its thread: the thread's
+        end gives back what is still parked. None (and closed as close()
+        does) for a handle that is not.
+        """
+        if self._holdings() is None:
+            self.close()
+            return None
+        self.detach(autocommit)
+        parking = ClosedParking(self._spot, self._managed, self._holdings, type(self))
+        self._spot = _NO_SPOT
+        self._forget(successor=parking)
+        return parking
+
     def discard(self) -> None:
         """Close the physical connection instead of pooling it (it had an error)."""
         record, connection = self._claim()
@@ -488,17 +565,20 @@ class PooledConnection:
         self._record.clear()
         self._spot.abandon()
         self._reattach = None
-        self._driver_connection = _GivenBack(driver_interface_error())
+        self._driver_connection = _given_back_as(driver_interface_error())
         self.detached = False
 
-    def _forget(self) -> None:
+    def _forget(self, successor: "ClosedParking | None" = None) -> None:
+        # successor: what takes this handle's place among what its thread holds.
         connection = self._driver_connection
         if isinstance(connection, _GivenBack):
             return  # closed already
         # MySQLdb and PyMySQL connections both carry their error classes as
         # attributes (PEP 249's optional extension).
-        interface_error = getattr(connection, "InterfaceError", None) or driver_interface_error()
-        self._driver_connection = _GivenBack(interface_error)
+        interface_error = (
+            getattr(connection, "InterfaceError", None) or self._interface_error or driver_interface_error()
+        )
+        self._driver_connection = _given_back_as(interface_error)
         self.detached = False
         self._reattach = None
         self._released_state = None
@@ -506,10 +586,15 @@ class PooledConnection:
         holdings = self._holdings()
         self._holdings = no_holdings
         if holdings is not None:
+            held = holdings.held
             try:
-                holdings.held.remove(self)
+                if successor is None:
+                    held.remove(self)
+                else:
+                    held[held.index(self)] = successor
             except ValueError:
-                pass
+                if successor is not None:
+                    held.append(successor)
 
     def __del__(self) -> None:
         if self._record or self._spot.in_use:
@@ -528,6 +613,44 @@ class PooledConnection:
         else:
             state = "closed"
         return f"<PooledConnection {state} from {self._managed!r}>"
+
+
+class ClosedParking:
+    """A connection close_parking() parked for its owner's next connect(), and its spot.
+
+    The owner's thread keeps it with what it holds, so the thread's end
+    gives the connection back (close()); until then any other checkout may
+    take it from the spot, which stays listed in its pool.
+    """
+
+    __slots__ = ("spot", "managed", "holdings", "handle_class")
+
+    def __init__(
+        self, spot: ParkingSpot, managed: Any, holdings: Callable[[], ThreadHoldings | None],
+        handle_class: type[PooledConnection],
+    ) -> None:
+        self.spot = spot
+        self.managed = managed
+        self.holdings = holdings  # a weak reference: the holdings hold this object
+        # The closed handle's class (its driver's, see _passing_through()): the next handle's.
+        self.handle_class = handle_class
+
+    def close(self) -> None:
+        """Give the parked connection, if any is still there, back to the pool for anyone."""
+        holdings = self.holdings()
+        if holdings is not None:
+            try:
+                holdings.held.remove(self)
+            except ValueError:  # the thread's end is giving it back
+                pass
+        record = self.spot.take_back()
+        if record is not None:
+            lifecycle.give_back(record, record.dbapi_connection, self.managed)
+        self.spot.leave()
+
+
+# What a closed handle keeps instead of its spot, which went to its owner.
+_NO_SPOT = ParkingSpot()
 
 
 _passing_through_classes: dict[type, type] = {}
@@ -553,7 +676,8 @@ def _passing_through(connection: Any) -> type:
     passing = type(
         "PooledConnection",
         (PooledConnection,),
-        {"__slots__": (), "__module__": __name__, **{name: _passed_through(name) for name in names}},
+        {"__slots__": (), "__module__": __name__, "_interface_error": getattr(connection, "InterfaceError", None),
+         **{name: _passed_through(name) for name in names}},
     )
     return _passing_through_classes.setdefault(driver_class, passing)
 

@@ -67,7 +67,7 @@ class ParkingSpot:
         if listed_in is not None and listed_in is not pool:
             listed_in.unlist(self)  # moved to another pool since the last park
         self.parked.append(record)
-        if self.listed_in is not pool or pool._waiting or pool._disposed:
+        if self.listed_in is not pool or pool._waiters or pool._disposed:
             pool._list_and_serve(self)
 
     def take_back(self) -> ConnectionPoolEntry | None:
@@ -96,6 +96,19 @@ class ParkingSpot:
         """
         self.parked.clear()
         self.listed_in = None
+
+
+class _Waiter:
+    """One checkout waiting in line: what it is handed, and the lock it sleeps on."""
+
+    __slots__ = ("wakeup", "record", "served")
+
+    def __init__(self) -> None:
+        self.wakeup = threading.Lock()
+        self.wakeup.acquire()  # released by whoever serves it
+        # The record handed over, or None with served: a free slot to open one in.
+        self.record: ConnectionPoolEntry | None = None
+        self.served = False
 
 
 class QueueFull(Exception):
@@ -128,8 +141,13 @@ class BurstKeepingQueuePool(QueuePool):
         # Re-entrant: a connection garbage-collected while this thread holds
         # the lock gives itself back through _do_return_conn().
         self._lock = threading.RLock()
-        self._slot_freed = threading.Condition(self._lock)
-        self._waiting = 0
+        # Checkouts waiting for a connection, first come first served: a
+        # connection given back, unparked or freed goes to the first of
+        # them directly, so a checkout arriving meanwhile cannot take it
+        # (with a condition variable, the waiter woken would find it gone
+        # and wait again, at the back). No connection is idle while any
+        # waits.
+        self._waiters: deque[_Waiter] = deque()
         # Spots that have parked a record, oldest listing first; a spot
         # whose owner took its record back stays listed (one per owner).
         self._spots: dict[ParkingSpot, None] = {}
@@ -148,7 +166,7 @@ class BurstKeepingQueuePool(QueuePool):
             with self._lock:
                 self._spots[spot] = None
                 spot.listed_in = self
-        if self._waiting or self._disposed:
+        if self._waiters or self._disposed:
             # Someone is waiting for a connection: this one goes to them. Or
             # the pool was disposed while the owner was parking: it closes.
             taken = spot.take_back()
@@ -191,12 +209,11 @@ class BurstKeepingQueuePool(QueuePool):
                     if record is None:
                         continue
                     if self._disposed:
-                        doomed.append(record)  # its slot frees (and wakes) as it closes
+                        doomed.append(record)  # its slot frees (and goes to a waiter) as it closes
                     else:
-                        self._idle.appendleft(record)  # long unused: first to retire
+                        if not self._hand_over(record):
+                            self._idle.appendleft(record)  # long unused: first to retire
                         moved += 1
-            if moved and self._waiting:
-                self._slot_freed.notify(moved)
         self._close_all(doomed)
         return moved + len(doomed)
 
@@ -205,54 +222,93 @@ class BurstKeepingQueuePool(QueuePool):
             return sum(1 for spot in self._spots if spot.parked)
 
     def _do_get(self) -> ConnectionPoolEntry:
-        deadline = None
-        record: ConnectionPoolEntry | None
         with self._lock:
-            while True:
-                if self._idle:
-                    record = self._idle.pop() if self._use_lifo else self._idle.popleft()
-                    break
+            if self._idle:  # (never while checkouts wait: what is given back goes to them)
+                return self._idle.pop() if self._use_lifo else self._idle.popleft()
+            if not self._waiters:  # else a newcomer queues behind them, first come first served
                 record = self._take_parked()
                 if record is not None:
-                    break
-                if self._inc_overflow():  # a slot for a new connection, opened below
-                    break
-                now = time.monotonic()
-                if deadline is None:
-                    if self.max_waiting is not None and self._waiting >= self.max_waiting:
-                        self.stats.requests_errors += 1
-                        raise QueueFull(self._waiting)
-                    deadline = now + self._timeout
-                    started_waiting = now
-                    self.stats.requests_queued += 1
-                elif now >= deadline:
-                    self.stats.requests_errors += 1
-                    self.stats.requests_wait_ms += (now - started_waiting) * 1000
-                    raise exc.TimeoutError(
-                        "QueuePool limit of size %d overflow %d reached, "
-                        "connection timed out, timeout %0.2f"
-                        % (self.size(), self.overflow(), self._timeout),
-                        code="3o7r",
-                    )
-                self._waiting += 1
-                try:
-                    # Again, now that an owner parking from here on sees a waiter.
-                    record = self._take_parked()
-                    if record is None:
-                        self._slot_freed.wait(deadline - now)
-                finally:
-                    self._waiting -= 1
-                if record is not None:
-                    break
-        if deadline is not None:
-            self.stats.requests_wait_ms += (time.monotonic() - started_waiting) * 1000
-        if record is not None:
-            return record
+                    return record
+                if self._inc_overflow():
+                    waiter = None  # a slot for a new connection, opened below
+                else:
+                    waiter = self._queue()
+            else:
+                waiter = self._queue()
+        if waiter is not None:
+            record = self._wait(waiter)
+            if record is not None:
+                return record
         try:
             return self._create_connection()
         except BaseException:
-            self._dec_overflow()
+            self._dec_overflow()  # the slot goes to the next in line, if any
             raise
+
+    def _queue(self) -> "_Waiter":
+        # Under self._lock: join the line, or refuse at once past max_waiting.
+        if self.max_waiting is not None and len(self._waiters) >= self.max_waiting:
+            self.stats.requests_errors += 1
+            raise QueueFull(len(self._waiters))
+        self.stats.requests_queued += 1
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        # An owner parking from now on sees a waiter and hands its record
+        # over; one that parked just before did not: serve its record now,
+        # to whoever is first in line.
+        record = self._take_parked()
+        if record is not None:
+            self._hand_over(record)
+        return waiter
+
+    def _wait(self, waiter: "_Waiter") -> ConnectionPoolEntry | None:
+        """The record handed to waiter, or None if it was handed a slot to open one in."""
+        started = time.monotonic()
+        try:
+            served = waiter.wakeup.acquire(True, self._timeout)
+        except BaseException:  # an interrupt (gevent.Timeout, KeyboardInterrupt) while waiting
+            self._leave_line(waiter)
+            raise
+        now = time.monotonic()
+        if not served:
+            with self._lock:
+                # Served meanwhile (between the timeout and the lock): take it.
+                served = waiter.served
+                if not served:
+                    self._waiters.remove(waiter)
+                    self.stats.requests_errors += 1
+        self.stats.requests_wait_ms += (now - started) * 1000
+        if not served:
+            raise exc.TimeoutError(
+                "QueuePool limit of size %d overflow %d reached, "
+                "connection timed out, timeout %0.2f"
+                % (self.size(), self.overflow(), self._timeout),
+                code="3o7r",
+            )
+        return waiter.record
+
+    def _leave_line(self, waiter: "_Waiter") -> None:
+        # An interrupted waiter: out of the line, and what it was handed
+        # meanwhile goes to the next one, so the pool loses no slot.
+        with self._lock:
+            if not waiter.served:
+                self._waiters.remove(waiter)
+                return
+        if waiter.record is not None:
+            self._do_return_conn(waiter.record)
+        else:
+            self._dec_overflow()
+
+    def _hand_over(self, record: ConnectionPoolEntry | None) -> bool:
+        """Under self._lock: give record (None: a free slot) to the first in line; False if none waits."""
+        waiters = self._waiters
+        if not waiters:
+            return False
+        waiter = waiters.popleft()
+        waiter.record = record
+        waiter.served = True
+        waiter.wakeup.release()
+        return True
 
     @property
     def can_park(self) -> bool:
@@ -280,9 +336,8 @@ class BurstKeepingQueuePool(QueuePool):
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         with self._lock:
             if not self._disposed:
-                self._idle.append(record)
-                if self._waiting:
-                    self._slot_freed.notify()
+                if not self._hand_over(record):
+                    self._idle.append(record)
                 return
         self._close_all([record])
 
@@ -310,9 +365,10 @@ class BurstKeepingQueuePool(QueuePool):
 
     def _dec_overflow(self) -> Literal[True]:
         with self._lock:
-            self._overflow -= 1
-            if self._waiting:
-                self._slot_freed.notify()
+            # The slot goes to the first in line (who opens a connection in
+            # it) rather than to whichever checkout comes next.
+            if not self._hand_over(None):
+                self._overflow -= 1
         return True
 
     def close_idle(self, keep: int, may_retire: Callable[[ConnectionPoolEntry], bool]) -> int:
@@ -342,7 +398,7 @@ class BurstKeepingQueuePool(QueuePool):
 
     def waiting(self) -> int:
         """Checkouts waiting for a connection now."""
-        return self._waiting
+        return len(self._waiters)
 
     def checkedin(self) -> int:
         with self._lock:

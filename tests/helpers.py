@@ -1,8 +1,10 @@
 """Server-side facts for tests: connection ids and counts seen by an admin connection."""
 
 import contextlib
+import json
 import os
 import threading
+import time
 
 from django.db import connections
 
@@ -57,18 +59,47 @@ def run_threads(target, count, timeout=60.0):
 
 def checkout_in_another_thread(timeout=10.0) -> list:
     """One checkout on 'default' in a thread of its own (joined within timeout): what it raised, if anything."""
-    raised = []
+    return _run_in_another_thread(connection_id, timeout)[1]
 
-    def checkout():
+
+def in_another_thread(work, timeout=30.0):
+    """work() in a thread of its own, its 'default' connection closed after (joined within timeout): what it returned."""
+    result, raised = _run_in_another_thread(work, timeout)
+    assert raised == []
+    return result[0]
+
+
+def _run_in_another_thread(work, timeout):
+    result, raised = [], []
+
+    def run():
         try:
-            connection_id()
+            result.append(work())
         except Exception as error:  # reported to the caller
             raised.append(error)
         finally:
             connections["default"].close()
 
-    thread = threading.Thread(target=checkout, daemon=True)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     thread.join(timeout)
-    assert not thread.is_alive(), "the other thread's checkout did not end"
-    return raised
+    assert not thread.is_alive(), "the other thread did not end"
+    return result, raised
+
+
+def in_a_forked_child(report, timeout=30.0):
+    """report() in a forked child, which leaves without any cleanup: what it returned (JSON), within timeout."""
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(writing, json.dumps(report()).encode())
+        finally:
+            os._exit(0)
+    os.close(writing)
+    deadline = time.monotonic() + timeout
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        assert time.monotonic() < deadline, "the forked child did not end"
+        time.sleep(0.01)
+    with os.fdopen(reading) as answer:
+        return json.loads(answer.read())

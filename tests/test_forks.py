@@ -86,12 +86,10 @@ def test_gunicorn_preload_workers_never_break_the_masters_connections(tmp_path):
 
 
 def test_an_interrupt_in_the_fork_hook_still_leaves_the_child_none_of_the_parents_pools(monkeypatch):
-    import time
-
     from django.db import close_old_connections, connections
 
     from django_mysqlpool import ownership, registry
-    from tests.helpers import connection_id
+    from tests.helpers import connection_id, in_a_forked_child
 
     connection_id()
     close_old_connections()  # parked: the child must not take it back
@@ -100,18 +98,5 @@ def test_an_interrupt_in_the_fork_hook_still_leaves_the_child_none_of_the_parent
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ownership, "neutralise_inherited", interrupted)
-    reading, writing = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report, and leave without any cleanup
-        try:
-            os.write(writing, json.dumps({"pools": len(registry.pools())}).encode())
-        finally:
-            os._exit(0)
-    os.close(writing)
-    deadline = time.monotonic() + 30
-    while os.waitpid(pid, os.WNOHANG) == (0, 0):
-        assert time.monotonic() < deadline, "the forked child did not end"
-        time.sleep(0.01)
-    with os.fdopen(reading) as report:
-        assert json.loads(report.read()) == {"pools": 0}
+    assert in_a_forked_child(lambda: {"pools": len(registry.pools())}) == {"pools": 0}
     connections["default"].close()

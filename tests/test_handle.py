@@ -333,7 +333,7 @@ def test_two_threads_sharing_a_wrapper_check_out_one_connection_into_its_handle(
             # Any attribute checks out; this one sends nothing, so the four
             # threads never use the driver connection at once (mysqlclient
             # refuses that).
-            handle.get_autocommit  # noqa: B018
+            handle.get_server_info  # noqa: B018
 
         run_threads(use, 4)
         assert len(handle._record) == 1

@@ -107,7 +107,7 @@ def test_a_waiting_checkout_gets_a_connection_parked_while_it_waits():
 
     waiter = threading.Thread(target=request, daemon=True)
     waiter.start()
-    assert _wait_for(lambda: pool._waiting == 1), "the other thread never waited"
+    assert _wait_for(lambda: pool.waiting() == 1), "the other thread never waited"
     close_old_connections()  # this request ends: its connection must go to the waiter
     waiter.join(15)  # at once, not when its 120 s run out
     handed_over = not waiter.is_alive()

@@ -40,7 +40,9 @@ def test_a_connection_given_back_as_its_pool_is_disposed_closes(monkeypatch):
         return_record(record)
 
     monkeypatch.setattr(managed, "return_record", disposed_on_the_way)
-    wrapper.close()  # an explicit close gives back in full
+    with wrapper.cursor() as cursor:
+        cursor.execute("SET @left = 1")  # a session to reset: given back in full, not parked
+    wrapper.close()
     assert _closed_on_the_server(given)
     assert managed.pool.checkedin() == 0 and managed.pool.checkedout() == 0
     assert connection_id() != given  # a new pool, a new connection
@@ -95,7 +97,8 @@ def test_a_close_that_raises_during_dispose_stops_neither_the_others_nor_the_cou
     wrapper = connections["default"]
     connection_id()
     run_threads(lambda: (connection_id(), connections["default"].close()), 1)
-    wrapper.close()  # in full: both connections idle in the pool
+    wrapper.close()  # parked here (the other thread's end gave its own back)
+    wrapper.pool.unpark_all()  # both connections idle in the pool
     pool = wrapper.pool.pool
     first, second = list(pool._idle)  # dispose() closes the oldest first
     stuck_id, other_id = first.dbapi_connection.thread_id(), second.dbapi_connection.thread_id()

@@ -23,13 +23,13 @@ def _cycle(statement="SELECT 1"):
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_the_counters_follow_what_happened():
     for _ in range(3):
-        _cycle()  # one connection opened, three checkouts, nothing to clean
-    _cycle("SET @dirty = 1")  # a reset
-    _cycle("START TRANSACTION")  # a rollback
+        _cycle()  # one connection opened; close() parks it and the next connect() takes it back
+    _cycle("SET @dirty = 1")  # taken back once more, then a reset: given back, not parked
+    _cycle("START TRANSACTION")  # a checkout, then a rollback
     stats = pop_stats("default")["default"]
     assert stats["connections_num"] == 1 and stats["connections_errors"] == 0
     assert stats["connections_ms"] >= 0
-    assert stats["requests_num"] == 5 and stats["parked_reclaims"] == 0
+    assert stats["requests_num"] == 5 and stats["parked_reclaims"] == 3
     assert stats["resets"] == 1 and stats["rollbacks"] == 1
     assert stats["returns_bad"] == 0 and stats["connections_lost"] == 0
     assert (stats["pool_min"], stats["pool_max"], stats["pool_size"], stats["pool_available"]) == (1, 1, 1, 1)

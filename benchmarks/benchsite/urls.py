@@ -9,4 +9,14 @@ def one_row(request):
     return HttpResponse(Item.objects.get(pk=1).name)
 
 
-urlpatterns = [path("", one_row)]
+async def one_row_async(request):
+    """The same through the async ORM (aget()): what an ASGI site's async views do."""
+    return HttpResponse((await Item.objects.aget(pk=1)).name)
+
+
+async def no_database(request):
+    """An async view that touches no database: what the request itself costs."""
+    return HttpResponse("no row")
+
+
+urlpatterns = [path("", one_row), path("async", one_row_async), path("floor", no_database)]

@@ -3,6 +3,7 @@
 
 import _thread
 import operator
+from asyncio import get_running_loop
 import time
 import weakref
 
@@ -21,6 +22,13 @@ from .creation import DatabaseCreation
 # What the connection parameters are built from, besides registry.generation:
 # one C call that reads them all, as a tuple to compare with a cached one.
 _connection_settings = operator.itemgetter("NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+
+
+# Per alias, for the wrappers of every thread: (what the parameters were
+# built from, the parameters, their pool, the isolation level Django's
+# get_connection_params() set with them). Never changed in place: a new
+# tuple replaces the old one, so a reader sees one or the other.
+_shared_connection_caches: dict = {}
 
 
 def _snapshot(value):
@@ -62,6 +70,10 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     creation_class = DatabaseCreation
     _just_checked_out = False
+    # What the last close() parked for the next connect() (handle.ClosedParking), or None.
+    _closed_parking = None
+    # The handles' way back to this wrapper (_reattach_through()), made once.
+    _reattach_callback = None
     # (what the parameters were built from, the parameters, their pool)
     _connection_cache: tuple = (None, None, None)
 
@@ -77,6 +89,13 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         fingerprint = self._settings_fingerprint()
         cached_fingerprint, params, _ = self._connection_cache
         if params is not None and fingerprint == cached_fingerprint:
+            return params
+        # A wrapper new in its thread (under ASGI, every request's) finds
+        # them where another thread's wrapper of the alias left them.
+        shared = _shared_connection_caches.get(self.alias)
+        if shared is not None and shared[0] == fingerprint:
+            snapshot, params, managed, self.isolation_level = shared  # (what Django's sets besides)
+            self._connection_cache = (snapshot, params, managed)
             return params
         params = super().get_connection_params()
         # Pool arguments are ours; the driver must never see them.
@@ -97,6 +116,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
             )
             if params is conn_params:
                 self._connection_cache = (fingerprint, params, managed)
+                _shared_connection_caches[self.alias] = (fingerprint, params, managed, self.isolation_level)
         record, connection = managed.checkout(self.alias, Database.OperationalError)
         return record, connection, managed
 
@@ -106,7 +126,28 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
         # wrapper's own thread may (Django's check would otherwise come
         # only with the setup's first cursor, which a pooled session skips).
         self.validate_thread_sharing()
-        handle = PooledConnection(_reattach_through(self))
+        reattach = self._reattach_callback
+        if reattach is None:
+            reattach = self._reattach_callback = _reattach_through(self)
+        parking = self._closed_parking
+        if parking is None:
+            handle = PooledConnection(reattach)
+        else:
+            # The last close() parked its connection: a new handle takes
+            # it back, as a request takes back what the last one parked,
+            # if nothing it was checked out with has changed since.
+            self._closed_parking = None
+            _, params, managed = self._connection_cache
+            if params is conn_params and parking.managed is managed and not self.allow_thread_sharing:
+                handle = parking.handle_class(reattach, parking.spot)
+                if handle.take_over(parking) is not None:
+                    # Untouched since close(): Django's setup is done
+                    # (init_connection_state() finds its token).
+                    self._just_checked_out = True
+                    return handle
+            else:
+                parking.close()
+                handle = PooledConnection(reattach)
         record, connection, managed = self._checkout(conn_params)
         handle.attach(record, connection, managed, tie_to_thread=not self.allow_thread_sharing)
         self._just_checked_out = True
@@ -213,7 +254,7 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     def close_if_health_check_failed(self):
         # Runs before every cursor: Django's version only when it has work.
-        if self.health_check_enabled and not self.health_check_done:  # type: ignore[attr-defined]
+        if self.health_check_enabled and not self.health_check_done:
             super().close_if_health_check_failed()
         connection = self.connection
         if not isinstance(connection, PooledConnection):
@@ -277,17 +318,111 @@ class DatabaseWrapper(MySQLDatabaseWrapper):
 
     def _close(self):
         connection = self.connection
-        if (
-            self.errors_occurred
-            and isinstance(connection, PooledConnection)
-            and not connection.given_back
-            and not self.is_usable()
-        ):
-            # A connection-level error (lost connection, server gone) must
-            # not be handed to the next user.
-            connection.discard()
-            return
+        if isinstance(connection, PooledConnection):
+            if self.errors_occurred:
+                if not connection.given_back and not self.is_usable():
+                    # A connection-level error (lost connection, server gone)
+                    # must not be handed to the next user.
+                    connection.discard()
+                    return
+            elif not self.in_atomic_block:
+                # (In an atomic block Django keeps the closed handle: the
+                # plain close below.)
+                self._close_parking(connection)
+                return
         return super()._close()  # type: ignore[misc]  # not in django-stubs
+
+    def _close_parking(self, connection):
+        # Closed as close() closes it (the handle refuses from now on, the
+        # session is cleaned), but a clean connection parks where any other
+        # thread may take it, and the next connect() takes it back without
+        # the pool: the way a request's end detaches it.
+        earlier = self._closed_parking
+        if earlier is not None:  # (connect() takes it; a close() with no connect() since)
+            self._closed_parking = None
+            earlier.close()
+        self._closed_parking = connection.close_parking(self.settings_dict["AUTOCOMMIT"])
+
+    def close(self):
+        connection = self.connection
+        if (
+            self._thread_ident == _thread.get_ident()  # type: ignore[attr-defined]  # (validate_thread_sharing() would pass)
+            and isinstance(connection, PooledConnection)
+            and not self.closed_in_transaction
+            and not self.in_atomic_block
+            and not self.errors_occurred
+        ):
+            try:
+                get_running_loop()
+            except RuntimeError:  # none in this thread: @async_unsafe would let it run
+                # Django's close() (BaseDatabaseWrapper.close) for its common
+                # case, a pooled connection outside an atomic block with no
+                # error, made lean: it ends every unit of work outside
+                # requests. test_backend.py checks that the two leave the
+                # wrapper alike.
+                self.run_on_commit = []
+                try:
+                    self._close_parking(connection)
+                finally:
+                    self.connection = None
+                return
+        super().close()  # @async_unsafe: raises SynchronousOnlyOperation in an event loop
+
+    def connect(self):
+        parking = self._closed_parking
+        if parking is not None:
+            try:
+                get_running_loop()
+            except RuntimeError:  # none in this thread: @async_unsafe would let it run
+                if self._take_over(parking):
+                    return
+        super().connect()  # @async_unsafe: raises SynchronousOnlyOperation in an event loop
+
+    def _take_over(self, parking):
+        """Django's connect() (BaseDatabaseWrapper.connect) onto the connection the last close() parked.
+
+        True if done; False if it must run in full (settings changed, the
+        wrapper shared between threads, or the connection taken by another
+        checkout, dead or expired). test_backend.py checks that the two
+        leave the wrapper alike.
+        """
+        settings_dict = self.settings_dict
+        fingerprint, _, managed = self._connection_cache
+        if (
+            parking.managed is not managed
+            or self._thread_ident != _thread.get_ident()  # type: ignore[attr-defined]  # not in django-stubs
+            or self._thread_sharing_count  # type: ignore[attr-defined]
+            or not settings_dict["AUTOCOMMIT"]  # close() parked it in autocommit mode
+            or fingerprint != self._settings_fingerprint()
+        ):
+            return False  # get_new_connection() gives it back, or takes it over
+        self._closed_parking = None
+        self.check_settings()
+        handle = parking.handle_class(self._reattach_callback, parking.spot)
+        connection = handle.take_over(parking)
+        if connection is None:
+            handle.close()  # (it holds nothing: this takes its spot off the pool's list)
+            return False
+        self.in_atomic_block = False
+        self.savepoint_ids = []
+        self.atomic_blocks = []
+        self.needs_rollback = False
+        self.health_check_enabled = settings_dict["CONN_HEALTH_CHECKS"]
+        max_age = settings_dict["CONN_MAX_AGE"]
+        self.close_at = None if max_age is None else time.monotonic() + max_age
+        self.closed_in_transaction = False
+        self.errors_occurred = False
+        self.health_check_done = True
+        self.connection = handle
+        # What set_autocommit(True) and init_connection_state() come to on
+        # a session that close() parked in autocommit mode, set up since.
+        self.autocommit = True
+        state = connection._django_mysqlpool_state
+        if state.session_token != self._session_token():
+            self._set_up_session(connection, state)
+        connection_created.send(sender=self.__class__, connection=self)
+        self.run_on_commit = []
+        return True
 
     @property
     def pool(self):
