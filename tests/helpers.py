@@ -57,6 +57,29 @@ def run_threads(target, count, timeout=60.0):
     assert not any(thread.is_alive() for thread in threads), "threads still running"
 
 
+def hold_at_once(connection_of, count, sql="SELECT 1", timeout=60.0) -> list:
+    """count threads each run sql on connection_of() and hold it until all have, then close it.
+
+    Returns the first column each read: count connections were open at once.
+    """
+    barrier = threading.Barrier(count, timeout=timeout)
+    values = []
+
+    def hold_one():
+        connection = connection_of()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                values.append(cursor.fetchone()[0])
+                barrier.wait()
+        finally:
+            connection.close()
+
+    run_threads(hold_one, count, timeout)
+    assert len(values) == count, values
+    return values
+
+
 def checkout_in_another_thread(timeout=10.0) -> list:
     """One checkout on 'default' in a thread of its own (joined within timeout): what it raised, if anything."""
     return _run_in_another_thread(connection_id, timeout)[1]

@@ -1,6 +1,5 @@
 """Several servers in HOST, against real servers: parsing, failover inside a checkout, node health, return."""
 
-import threading
 import time
 
 import pytest
@@ -11,7 +10,7 @@ from django.test import override_settings
 
 from django_mysqlpool.cluster import parse_hosts
 from django_mysqlpool.registry import dispose_pools
-from tests.helpers import address, database_name
+from tests.helpers import address, database_name, hold_at_once
 from tests.server import PrivateServer, free_port
 
 
@@ -133,25 +132,7 @@ def test_round_robin_spreads_new_connections_over_the_nodes(handlers):
         other.address.connect().cursor().execute(f"CREATE DATABASE `{database_name()}`")
         server = address()
         handler = handlers(f"{server.host}:{server.port},127.0.0.1:{other.port}", host_policy="round_robin")
-        ports = []
-        barrier = threading.Barrier(4, timeout=10)
-
-        def hold_one():
-            connection = handler["default"]
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT @@port")
-                    ports.append(cursor.fetchone()[0])
-                    barrier.wait()  # four connections open at once
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=hold_one, daemon=True) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(20)
-        assert not any(thread.is_alive() for thread in threads)
+        ports = hold_at_once(lambda: handler["default"], 4, "SELECT @@port", timeout=20)
         assert sorted(ports) == sorted([server.port] * 2 + [other.port] * 2)
     finally:
         other.destroy()

@@ -22,7 +22,7 @@ from django.db.utils import ConnectionHandler, OperationalError
 from django_mysqlpool import forks
 from django_mysqlpool.registry import dispose_pools
 from tests.cluster import PrivateCluster, why_unavailable
-from tests.helpers import address, database_name
+from tests.helpers import address, database_name, hold_at_once
 from tests.server import PrivateServer, free_port
 
 USER = "cluster_app"
@@ -284,23 +284,7 @@ def test_one_killed_session_does_not_move_traffic_off_a_healthy_preferred_node(n
     (a runaway query killed by a DBA); its other idle connections stay open."""
     first, second = nodes
     handler = handlers(hosts(first, second), host_retry_after=30)
-    barrier = threading.Barrier(3, timeout=JOIN)
-
-    def hold_one():
-        connection = handler["default"]
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                barrier.wait()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=hold_one, daemon=True) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(JOIN)
-    assert not any(thread.is_alive() for thread in threads)
+    hold_at_once(lambda: handler["default"], 3, timeout=JOIN)
     assert wait_for(lambda: app_connections(first) == 3), app_connections(first)
     connection = handler["default"]
     try:
@@ -769,23 +753,7 @@ def test_failover_hands_out_no_idle_connection_to_a_lower_node_once_the_first_is
     first, second = nodes
     first.kill()
     handler = handlers(hosts(first, second), pool_size=4, max_overflow=0, host_retry_after=0.3)
-    barrier = threading.Barrier(4, timeout=JOIN)
-
-    def hold_one():
-        connection = handler["default"]
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                barrier.wait()  # four connections to the second node, then idle
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=hold_one, daemon=True) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(JOIN)
-    assert not any(thread.is_alive() for thread in threads)
+    hold_at_once(lambda: handler["default"], 4, timeout=JOIN)  # four connections to the second node, then idle
     first.start()
     _grant(first.address)
     assert wait_for(lambda: " down" not in handler["default"].pool.cluster.describe(), timeout=30)
