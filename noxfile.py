@@ -173,10 +173,10 @@ def package(session: nox.Session) -> None:
         (demo / "examples" / "demo.py").write_bytes((ROOT / "examples" / "demo.py").read_bytes())
         (demo / "tests" / "__init__.py").write_text("")
         (demo / "tests" / "server.py").write_bytes((ROOT / "tests" / "server.py").read_bytes())
+        session.chdir(demo)
         # Where the package comes from, printed: the wheel's copy in the venv.
         session.run(python, "-c", "import django_mysqlpool, sys; print(django_mysqlpool.__version__, "
                     "django_mysqlpool.__file__); sys.exit(not django_mysqlpool.__file__.startswith(sys.prefix))",
                     env={"PYTHONPATH": ""})
-        session.chdir(demo)
         session.run(python, "-m", "tests.server", "--", python, "examples/demo.py",
                     env={"PYTHONPATH": ""})
