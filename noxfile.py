@@ -3,7 +3,7 @@
     nox -l                        every session, named by what it tests
     nox -s "tests(python3.13, django6.1, sqlalchemy2.1, pymysql)"
     nox -t ci                     the lowest and the newest combinations (.ci/run)
-    nox -t tests                  the whole matrix (about an hour on 2 cores)
+    nox -t tests                  the whole matrix (docs/matrix.rst says how long)
 
 Each session makes its own virtual environment with the package and one
 driver, and runs the suite on 2 processes against a private MariaDB (or the
