@@ -1,3 +1,3 @@
-"""The package's version, in one place (setup.py reads it too)."""
+"""The package's version, in one place (pyproject.toml reads it too)."""
 
-__version__ = "0.1.0.dev0"
+__version__ = "1.0.0.dev0"

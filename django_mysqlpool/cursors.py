@@ -52,13 +52,17 @@ def watching(cursor_class: Any) -> type:
 
 
 def _reads_unbuffered(cursor_class: Any) -> bool:
-    # MySQLdb's SSCursor family and PyMySQL's SSCursor; neither module is
-    # imported here if the process has not imported it.
-    mysqldb_cursors = sys.modules.get("MySQLdb.cursors")
-    if mysqldb_cursors is not None and issubclass(cursor_class, mysqldb_cursors.CursorUseResultMixIn):
-        return True
-    pymysql_cursors = sys.modules.get("pymysql.cursors")
-    return pymysql_cursors is not None and issubclass(cursor_class, pymysql_cursors.SSCursor)
+    # MySQLdb's SSCursor family (CursorUseResultMixIn) and PyMySQL's SSCursor;
+    # neither module is imported here if the process has not imported it.
+    # After pymysql.install_as_MySQLdb(), "import MySQLdb.cursors" loads
+    # PyMySQL's cursors a second time, under that name: its SSCursor is
+    # another class than pymysql.cursors.SSCursor, so both are asked.
+    for module_name in ("MySQLdb.cursors", "pymysql.cursors"):
+        module = sys.modules.get(module_name)
+        unbuffered = getattr(module, "CursorUseResultMixIn", None) or getattr(module, "SSCursor", None)
+        if unbuffered is not None and issubclass(cursor_class, unbuffered):
+            return True
+    return False
 
 
 def run(cursor: Any, state: Any, method: Any, query: Any, args: Any) -> Any:
@@ -161,18 +165,26 @@ def lean_watching(cursor_class: Any) -> type:
         if db is not None and self._mysqlpool_lease != db._django_mysqlpool_state.lease:
             # Kept past its lease: the session (and any result it has
             # pending) is someone else's now. Closed without a word to it.
+            # PyMySQL's unbuffered result would otherwise try to read its
+            # rest when collected, from a connection closed at give-back.
+            result: Any = getattr(self, "_result", None)
+            if getattr(result, "unbuffered_active", False):
+                result.unbuffered_active = False
             self.connection = None
             return None
         return cursor_class.close(self)
 
-    lean = type(
-        "SessionWatching" + cursor_class.__name__,
-        (cursor_class,),
-        {"execute": execute, "executemany": executemany, "callproc": callproc, "_get_db": _get_db,
-         "close": close,
-         "_mysqlpool_lease": -1, "_mysqlpool_db": None, "__module__": __name__,
-         # MySQLdb's cursors set it from each reply; PyMySQL's do not (its
-         # sessions are closed, not reset, when they need cleaning).
-         "warning_count": 0},
-    )
+    namespace = {
+        "execute": execute, "executemany": executemany, "callproc": callproc, "_get_db": _get_db,
+        "close": close,
+        "_mysqlpool_lease": -1, "_mysqlpool_db": None, "__module__": __name__,
+        # MySQLdb's cursors set it from each reply; PyMySQL's do not (its
+        # sessions are closed, not reset, when they need cleaning).
+        "warning_count": 0,
+    }
+    if hasattr(cursor_class, "__del__"):
+        # PyMySQL's SSCursor closes when collected through its own close
+        # (__del__ = close), which would reach a handle given back since.
+        namespace["__del__"] = close
+    lean = type("SessionWatching" + cursor_class.__name__, (cursor_class,), namespace)
     return _lean_classes.setdefault(cursor_class, lean)

@@ -38,6 +38,10 @@ SUITE_TIMEOUT = 1800  # seconds
 SETTINGS_TEMPLATE = """\
 import os
 
+# The version's own settings (SECRET_KEY, hashers, USE_TZ, and the
+# DEFAULT_AUTO_FIELD its migrations expect: AutoField before Django 6.0).
+from test_sqlite import *  # noqa: F401,F403
+
 def _alias(name):
     return {{
         "ENGINE": {engine!r},
@@ -50,10 +54,6 @@ def _alias(name):
     }}
 
 DATABASES = {{"default": _alias("django_default"), "other": _alias("django_other")}}
-SECRET_KEY = "django_tests_secret_key"
-PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-USE_TZ = False
 MYSQLPOOL_ARGUMENTS = {{"pool_size": 5, "max_overflow": 10, "timeout": 30}}
 """
 
@@ -62,9 +62,10 @@ def django_tests_directory() -> str:
     """Django's tests/ folder for the installed version, downloaded once."""
     version = django.__version__
     base = os.path.join(ROOT, ".django-tests")
-    tests = os.path.join(base, f"django-{version}", "tests")
-    if os.path.isdir(tests):
-        return tests
+    # Older sdists unpack into Django-X.Y, newer ones into django-X.Y.Z.
+    extracted = glob.glob(os.path.join(base, f"[dD]jango-{version}", "tests"))
+    if extracted:
+        return extracted[0]
     os.makedirs(base, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
@@ -76,7 +77,7 @@ def django_tests_directory() -> str:
     with tarfile.open(archive) as sdist:
         members = [m for m in sdist.getmembers() if "/tests/" in m.name or m.name.endswith("/tests")]
         sdist.extractall(base, members=members, filter="data")
-    return tests
+    return glob.glob(os.path.join(base, f"[dD]jango-{version}", "tests"))[0]
 
 
 def load_time_zone_tables(address: ServerAddress) -> None:

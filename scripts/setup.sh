@@ -34,7 +34,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
-if ! .venv/bin/python -c "import django_mysqlpool, MySQLdb, pymysql, sqlalchemy, pytest, xdist, pytest_timeout, pytest_django, gunicorn, gevent, celery, uvicorn, importlinter, mypy, django_stubs_ext, opentelemetry.sdk, sphinx, furo, readme_renderer" 2>/dev/null; then
+if ! .venv/bin/python -c "import django_mysqlpool, MySQLdb, pymysql, sqlalchemy, pytest, xdist, pytest_timeout, pytest_django, gunicorn, gevent, celery, uvicorn, importlinter, mypy, django_stubs_ext, opentelemetry.sdk, sphinx, furo, readme_renderer, nox, build, twine" 2>/dev/null; then
   echo "setup: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[test]"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The import-layer contracts, mypy and the documentation, then the whole
-# test suite on 2 processes. Each worker starts a private MariaDB unless
-# MYSQL_HOST (with MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD) names one.
-# Extra arguments go to pytest.
+# The import-layer contracts, mypy and the documentation, then the whole test suite on 2 processes
+# (the default session: .venv, with mysqlclient), then noxfile.py's "ci" sessions: the release
+# artefacts (python -m build, twine check --strict, the wheel alone running the demo) and the oldest
+# and newest combinations of the version matrix, on each driver. Each pytest worker starts a private
+# MariaDB unless MYSQL_HOST (with MYSQL_PORT, MYSQL_USER, MYSQL_PASSWORD) names one.
+# Extra arguments go to pytest, and then only the default session runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -20,4 +22,8 @@ rm -rf "$docs_build"
 trap - EXIT
 # Tests that share one costly fixture (a Galera cluster, a fault campaign) carry an
 # xdist_group mark: each group runs on one worker, so the fixture is made once.
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"
+.venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"
+if [ $# -eq 0 ]; then
+  # A missing interpreter is an error, not a session quietly skipped.
+  .venv/bin/nox --error-on-missing-interpreters -t ci
+fi

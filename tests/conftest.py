@@ -13,8 +13,27 @@ def _is_xdist_controller(config) -> bool:
     return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
 
 
+def pytest_report_header(config):
+    import MySQLdb
+
+    version = ".".join(str(part) for part in MySQLdb.version_info[:3])
+    return f"driver: {MySQLdb.__name__} {version} as MySQLdb"
+
+
+def _check_the_driver():
+    """The driver a nox session asked for (MYSQLPOOL_TEST_DRIVER) is the one MySQLdb names."""
+    import MySQLdb
+
+    wanted = os.environ.get("MYSQLPOOL_TEST_DRIVER")
+    actual = "pymysql" if MySQLdb.__name__ == "pymysql" else "mysqlclient"
+    if wanted and wanted != actual:
+        raise pytest.UsageError(f"MYSQLPOOL_TEST_DRIVER={wanted} but MySQLdb is {MySQLdb.__name__}: "
+                                "with PyMySQL, pymysql.install_as_MySQLdb() must run first (noxfile.py)")
+
+
 def pytest_configure(config):
     global _private_server
+    _check_the_driver()
     if _is_xdist_controller(config):
         return  # the workers start what they need
     address = ServerAddress.from_environment()

@@ -6,9 +6,36 @@ import os
 import threading
 import time
 
+import MySQLdb
+import pytest
 from django.db import connections
 
 from tests.server import ServerAddress
+
+
+# The driver the suite runs on: mysqlclient, or PyMySQL installed as MySQLdb
+# (noxfile.py's PyMySQL sessions). Tests of what PyMySQL cannot do are
+# skipped with one of the reasons below, never left to pass or fail.
+ON_PYMYSQL = MySQLdb.__name__ == "pymysql"
+
+# Connector/C gives mysqlclient COM_RESET_CONNECTION; PyMySQL has no such
+# call, so a session that needs a reset is closed and a new one opened.
+resets_in_place = pytest.mark.skipif(
+    ON_PYMYSQL,
+    reason="PyMySQL cannot reset a session in place (COM_RESET_CONNECTION): such a session is closed "
+           "instead, and test_lifecycle_hygiene.py checks what the next user sees on both drivers",
+)
+# The server's status flags, read through Connector/C after every reply.
+reads_server_flags = pytest.mark.skipif(
+    ON_PYMYSQL,
+    reason="PyMySQL keeps the server's status flags from OK packets only, not from a result set's end, "
+           "and exposes no Connector/C: session changes only the server can report go unseen",
+)
+
+
+def mysqlclient_only(what: str):
+    """Skip on PyMySQL a test of something only mysqlclient has, saying what."""
+    return pytest.mark.skipif(ON_PYMYSQL, reason=f"PyMySQL has no {what}")
 
 
 def address() -> ServerAddress:

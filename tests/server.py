@@ -65,10 +65,8 @@ class ServerAddress:
         }
 
     def connect(self, **kwargs):
-        """A plain MySQLdb connection, outside any pool (for admin queries)."""
-        import MySQLdb
-
-        return MySQLdb.connect(
+        """A plain driver connection, outside any pool (for admin queries)."""
+        return _driver().connect(
             host=self.host,
             port=self.port,
             user=self.user,
@@ -76,6 +74,21 @@ class ServerAddress:
             autocommit=True,
             **kwargs,
         )
+
+
+def _driver():
+    """MySQLdb (mysqlclient, or PyMySQL installed as MySQLdb), else PyMySQL itself.
+
+    The server needs a client only for its own set-up and admin queries, and
+    a PyMySQL-only environment must be able to start one.
+    """
+    try:
+        import MySQLdb
+    except ImportError:
+        import pymysql
+
+        return pymysql
+    return MySQLdb
 
 
 def free_port() -> int:
@@ -206,11 +219,9 @@ class PrivateServer:
         return self._process is not None and self._process.poll() is None
 
     def _grant_root_over_tcp(self) -> None:
-        import MySQLdb
-
         # --skip-name-resolve: a TCP login from 127.0.0.1 does not match
         # root@localhost, so give that address a root account of its own.
-        admin = MySQLdb.connect(unix_socket=self.socket, user="root", autocommit=True)
+        admin = _driver().connect(unix_socket=self.socket, user="root", autocommit=True)
         try:
             cursor = admin.cursor()
             cursor.execute("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'")

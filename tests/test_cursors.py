@@ -6,7 +6,7 @@ from django_mysqlpool import lifecycle, statements
 from django_mysqlpool.conf import PoolOptions
 from django_mysqlpool.errors import ConnectionGivenBack
 from django_mysqlpool.state import state_of
-from tests.helpers import address, database_name
+from tests.helpers import address, database_name, mysqlclient_only
 
 QUERIES = [
     "SELECT 1",
@@ -64,6 +64,7 @@ def test_a_cursor_of_an_earlier_lease_is_refused_by_both_paths(prepared, query):
         cursor.execute(query)
 
 
+@mysqlclient_only("Connection.default_cursor (its cursor class is per connection)")
 def test_cursors_of_the_handle_and_of_the_driver_are_both_watched(prepared):
     from django.db import connections
 

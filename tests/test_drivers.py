@@ -3,7 +3,7 @@
 import pytest
 
 from django_mysqlpool import drivers
-from tests.helpers import address
+from tests.helpers import address, reads_server_flags
 
 
 @pytest.fixture
@@ -18,6 +18,7 @@ def _asked(control):
     return control.status.value
 
 
+@reads_server_flags
 def test_the_flags_read_in_place_are_those_connector_c_reports_in_every_state(raw):
     control = drivers.SessionControl(raw)
     assert control.live_status is not None, "the server_status field was not found"
@@ -44,6 +45,7 @@ def test_the_flags_read_in_place_are_those_connector_c_reports_in_every_state(ra
     assert len(set(seen)) >= 3  # the states differed: a stale or wrong field would show
 
 
+@reads_server_flags
 def test_a_connection_whose_fields_do_not_match_is_asked_through_connector_c(raw, monkeypatch):
     drivers.SessionControl(raw)  # the place is found
     monkeypatch.setattr(drivers, "_fields_offset", drivers._fields_offset + 8)  # a layout that moved

@@ -16,7 +16,7 @@ from django.db import close_old_connections, connections, transaction
 from django.db.backends.signals import connection_created
 from django.test import override_settings
 
-from tests.helpers import admin_connection, connection_id, run_threads
+from tests.helpers import admin_connection, connection_id, resets_in_place, run_threads
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 5}
 
@@ -102,6 +102,7 @@ def test_a_lean_cycle_sends_only_the_query_and_skips_connect():
     wrapper.close()
 
 
+@resets_in_place
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_a_session_another_user_reset_gets_djangos_setup_and_the_signal_again():
     wrapper = connections["default"]
@@ -259,6 +260,7 @@ def test_the_wrapper_state_between_requests_matches_a_persistent_connection():
         connections["default"].close()
 
 
+@resets_in_place
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_a_session_this_wrapper_dirtied_is_set_up_again_after_its_reset():
     wrapper = connections["default"]
@@ -272,6 +274,7 @@ def test_a_session_this_wrapper_dirtied_is_set_up_again_after_its_reset():
     wrapper.close()
 
 
+@resets_in_place
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_a_transaction_begun_on_a_cursor_class_of_ones_own_is_rolled_back(table):
     import MySQLdb.cursors

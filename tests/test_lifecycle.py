@@ -5,7 +5,14 @@ from django.db import Error, connections, transaction
 from django.db.utils import InterfaceError, OperationalError
 from django.test import override_settings
 
-from tests.helpers import admin_connection, connection_id, server_connections
+from tests.helpers import (
+    admin_connection,
+    connection_id,
+    mysqlclient_only,
+    reads_server_flags,
+    resets_in_place,
+    server_connections,
+)
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 5}
 
@@ -115,16 +122,19 @@ def _same_connection_next_user(leave_behind, look, alias="default"):
             return cursor.fetchall()
 
 
+@resets_in_place
 def test_named_lock_is_released_for_the_next_user():
     rows = _same_connection_next_user(["SELECT GET_LOCK('mysqlpool-test', 0)"],
                                       "SELECT IS_USED_LOCK('mysqlpool-test')")
     assert rows == ((None,),)
 
 
+@resets_in_place
 def test_user_variable_is_gone_for_the_next_user():
     assert _same_connection_next_user(["SET @left_behind = 42"], "SELECT @left_behind") == ((None,),)
 
 
+@resets_in_place
 def test_changed_session_variable_is_restored_for_the_next_user():
     rows = _same_connection_next_user(
         ["SET SESSION sql_select_limit = 3", "SET SESSION TRANSACTION ISOLATION LEVEL SERIALIZABLE"],
@@ -133,6 +143,7 @@ def test_changed_session_variable_is_restored_for_the_next_user():
     assert rows == ((18446744073709551615, "READ-COMMITTED"),)
 
 
+@resets_in_place
 def test_temporary_table_is_gone_for_the_next_user():
     rows = _same_connection_next_user(
         ["CREATE TEMPORARY TABLE left_behind (id INT)"],
@@ -143,6 +154,7 @@ def test_temporary_table_is_gone_for_the_next_user():
         _same_connection_next_user([], "SELECT * FROM left_behind")
 
 
+@resets_in_place
 def test_lock_tables_is_released_for_the_next_user(table):
     _same_connection_next_user(["LOCK TABLES giveback WRITE"], "SELECT 1")
     connections["default"].close()
@@ -151,6 +163,7 @@ def test_lock_tables_is_released_for_the_next_user(table):
         cursor.execute("SELECT COUNT(*) FROM giveback")
 
 
+@resets_in_place
 def test_init_command_is_applied_again_after_a_reset():
     wrapper = connections["default"]
     wrapper.settings_dict["OPTIONS"] = {"init_command": "SET @@SESSION.sql_select_limit = 1234"}
@@ -207,6 +220,7 @@ def test_an_open_transaction_costs_one_rollback(table):
     assert after - before == 1
 
 
+@reads_server_flags
 def test_the_servers_word_shows_what_statement_text_cannot():
     # A stored function sets a variable behind an innocent SELECT: the
     # text says nothing, the server flags the reply as changing the session.
@@ -219,6 +233,7 @@ def test_the_servers_word_shows_what_statement_text_cannot():
     connections["default"].close()
 
 
+@resets_in_place
 def test_reset_session_always_resets_what_neither_text_nor_server_shows():
     # A named lock taken inside a stored function: no marker in the text,
     # no state-change flag from the server (a documented limit of "auto").
@@ -273,18 +288,21 @@ def test_a_thread_that_dies_holding_a_connection_gives_it_back_cleaned(table):
     assert _rows() == [1]  # and its transaction was rolled back
 
 
+@resets_in_place
 def test_use_of_another_database_is_undone_for_the_next_user():
     other = connections["other_db"].settings_dict["NAME"]
     rows = _same_connection_next_user([f"USE `{other}`", "SET @marker = 1"], "SELECT DATABASE(), @marker")
     assert rows == ((connections["default"].settings_dict["NAME"], None),)
 
 
+@resets_in_place
 def test_a_session_change_behind_a_leading_comment_is_still_reset():
     rows = _same_connection_next_user(["/* app */ SET SESSION sql_select_limit = 3"],
                                       "SELECT @@SESSION.sql_select_limit")
     assert rows == ((18446744073709551615,),)
 
 
+@resets_in_place
 def test_a_global_read_lock_is_released_for_everyone(table):
     _same_connection_next_user(["FLUSH TABLES WITH READ LOCK"], "SELECT 1")
     connections["default"].close()
@@ -327,6 +345,7 @@ def test_a_closed_cursor_raises_the_drivers_own_error():
         cursor.execute("SELECT 1")
 
 
+@resets_in_place
 @pytest.mark.parametrize("charset", ["latin1", "utf8mb4"])
 def test_the_configured_charset_survives_a_reset(charset):
     wrapper = connections["default"]
@@ -344,6 +363,7 @@ def test_the_configured_charset_survives_a_reset(charset):
     assert rows == ((charset, charset, charset),)
 
 
+@resets_in_place
 @pytest.mark.parametrize("call", [
     lambda raw: raw.select_db("information_schema"),
     lambda raw: raw.set_character_set("latin1"),
@@ -418,6 +438,7 @@ def _next_user(look, alias="default"):
         return cursor.fetchall()
 
 
+@mysqlclient_only("change_user()")
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_another_login_never_reaches_the_next_user():
     from tests.helpers import address, database_name
@@ -454,6 +475,7 @@ def test_a_transaction_an_error_reply_hides_is_rolled_back(table):
         transaction.set_autocommit(True)
 
 
+@resets_in_place
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_a_character_set_changed_through_the_driver_is_restored_on_both_sides():
     wrapper = connections["default"]
@@ -467,6 +489,7 @@ def test_a_character_set_changed_through_the_driver_is_restored_on_both_sides():
     wrapper.close()
 
 
+@resets_in_place
 def test_the_configured_collation_survives_a_reset():
     wrapper = connections["default"]
     wrapper.close()
@@ -529,6 +552,7 @@ def test_rows_an_unbuffered_cursor_left_unread_never_reach_the_next_user():
     wrapper.close()
 
 
+@resets_in_place
 @pytest.mark.parametrize("statement", [
     "/*M! SET SESSION wait_timeout = ( */ SELECT 77 /*M! ) */",
     "/*M!100100 SET SESSION wait_timeout = 77 */",

@@ -8,7 +8,13 @@ from django.test import override_settings
 
 from django_mysqlpool import get_stats, pop_stats
 from django_mysqlpool.errors import PoolTimeout
-from tests.helpers import admin_connection, checkout_in_another_thread, connection_id
+from tests.helpers import (
+    admin_connection,
+    checkout_in_another_thread,
+    connection_id,
+    mysqlclient_only,
+    resets_in_place,
+)
 
 SINGLE = {"pool_size": 1, "max_overflow": 0, "timeout": 0.3}
 
@@ -20,6 +26,7 @@ def _cycle(statement="SELECT 1"):
     connections["default"].close()
 
 
+@resets_in_place
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_the_counters_follow_what_happened():
     for _ in range(3):
@@ -47,6 +54,7 @@ def test_requests_served_by_their_parked_connection_count_as_requests():
     connections["default"].close()
 
 
+@mysqlclient_only("change_user()")
 @override_settings(MYSQLPOOL_ARGUMENTS=SINGLE)
 def test_a_dead_idle_connection_counts_as_lost_and_a_change_no_reset_undoes_as_bad():
     killed = connection_id()
