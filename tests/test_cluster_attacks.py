@@ -988,6 +988,7 @@ def on_galera(port, sql, args=None):
 
 
 @pytest.mark.skipif(why_unavailable() is not None, reason="no Galera")
+@pytest.mark.galera
 @pytest.mark.xdist_group("galera")
 def test_galera_a_session_that_turned_replication_off_is_not_handed_on(galera_hosts, handlers):
     """SET SESSION wsrep_on = OFF (a SUPER user's bulk load, say) must not reach the next
@@ -1019,6 +1020,7 @@ def test_galera_a_session_that_turned_replication_off_is_not_handed_on(galera_ho
 
 
 @pytest.mark.skipif(why_unavailable() is not None, reason="no Galera")
+@pytest.mark.galera
 @pytest.mark.xdist_group("galera")
 def test_galera_a_node_in_maintenance_is_not_taken_back_at_every_probe(galera_hosts, handlers):
     """wsrep_reject_queries = ALL: the operator's way to drain a node. wsrep_ready stays ON and
@@ -1051,6 +1053,7 @@ def _galera_status(port, name):
 
 
 @pytest.mark.skipif(why_unavailable() is not None, reason="no Galera")
+@pytest.mark.galera
 @pytest.mark.xdist_group("galera")
 def test_galera_connections_to_a_node_that_is_not_ready_are_not_kept_for_ever(galera_hosts, handlers):
     """A connection opened to a node whose wsrep_ready is OFF is closed at once (cluster.py),

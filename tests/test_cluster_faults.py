@@ -14,6 +14,7 @@ CONNECT_TIMEOUT_MS = 2000  # the campaign's OPTIONS["connect_timeout"]
 
 pytestmark = [
     pytest.mark.skipif(why_unavailable() is not None, reason=f"no Galera cluster: {why_unavailable()}"),
+    pytest.mark.galera,
     pytest.mark.xdist_group("galera"),  # one cluster, on one worker
 ]
 
