@@ -33,6 +33,15 @@ reads_server_flags = pytest.mark.skipif(
 )
 
 
+# PyMySQL's connect_timeout bounds the TCP connect only: a server that
+# accepts and never sends its greeting holds the connect until read_timeout.
+greeting_bounded_by_connect_timeout = pytest.mark.skipif(
+    ON_PYMYSQL,
+    reason="PyMySQL's connect_timeout does not bound the server's greeting (only read_timeout does): "
+           "a node that accepts and never answers holds a PyMySQL connect; docs/clustering.rst says so",
+)
+
+
 def mysqlclient_only(what: str):
     """Skip on PyMySQL a test of something only mysqlclient has, saying what."""
     return pytest.mark.skipif(ON_PYMYSQL, reason=f"PyMySQL has no {what}")
