@@ -156,8 +156,9 @@ def package(session: nox.Session) -> None:
     """The sdist and wheel build, pass twine check --strict, and the wheel alone runs the demo.
 
     The wheel goes into a fresh virtual environment; the demo runs from a
-    directory holding only examples/ and the private-server helper
-    (tests/server.py), so the package can only come from the wheel.
+    directory holding only examples/, the private-server helper
+    (tests/server.py) and the benchmark's request cycle it imports
+    (benchmarks/bench.py), so the package can only come from the wheel.
     """
     with tempfile.TemporaryDirectory(prefix="mysqlpool-package-") as scratch:
         dist = os.path.join(scratch, "dist")
@@ -177,6 +178,10 @@ def package(session: nox.Session) -> None:
         (demo / "examples" / "demo.py").write_bytes((ROOT / "examples" / "demo.py").read_bytes())
         (demo / "tests" / "__init__.py").write_text("")
         (demo / "tests" / "server.py").write_bytes((ROOT / "tests" / "server.py").read_bytes())
+        # The demo's request cycle is the benchmark's (benchmarks/bench.py).
+        (demo / "benchmarks").mkdir()
+        for name in ("__init__.py", "bench.py", "pinning.py"):
+            (demo / "benchmarks" / name).write_bytes((ROOT / "benchmarks" / name).read_bytes())
         session.chdir(demo)
         # Where the package comes from, printed: the wheel's copy in the venv.
         session.run(python, "-c", "import django_mysqlpool, sys; print(django_mysqlpool.__version__, "
